@@ -1,0 +1,521 @@
+//! Opening the log: lock, scan every segment, check every frame, repair a torn tail, and report
+//! whatever was dropped. Nothing is deleted silently.
+
+use super::segment::{create_segment, now_ms, parse_segment_name, segment_name};
+use super::shared::{SegmentEntry, Shared, Table, Visible};
+use super::writer::{Active, LogWriter};
+use super::{RecoveryMode, WalConfig, WalError};
+use crate::storage::{write_zeros, LockFailure, Mapped, OpenMode, Storage, StorageFile};
+use ctxlog_format::layout::HEADER_LEN;
+use ctxlog_format::{
+    all_zero, CorruptionKind, FileHeader, FileKind, FrameLayout, FrameReader, Stop,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A torn record cut off the end of the log at open.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornTailReport {
+    /// The segment.
+    pub file: PathBuf,
+    /// Where the torn record began (the log now ends there).
+    pub position: u64,
+    /// Bytes zeroed.
+    pub bytes_dropped: u64,
+}
+
+/// Bytes or segments set aside by [`RecoveryMode::PointInTime`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DroppedReport {
+    /// The segment.
+    pub file: PathBuf,
+    /// Where the dropped bytes began.
+    pub position: u64,
+    /// How many bytes.
+    pub bytes: u64,
+    /// Why: the failed check.
+    pub reason: String,
+    /// Where the dropped bytes were kept.
+    pub kept_as: PathBuf,
+}
+
+/// What open found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryReport {
+    /// True if open created a new, empty store.
+    pub created: bool,
+    /// Segments in the log after open.
+    pub segments: usize,
+    /// Records in the log after open.
+    pub records: u64,
+    /// First offset in the log.
+    pub first_offset: u64,
+    /// Last offset in the log (0 if empty).
+    pub last_offset: u64,
+    /// A torn tail that was truncated.
+    pub torn_tail: Option<TornTailReport>,
+    /// What [`RecoveryMode::PointInTime`] set aside.
+    pub dropped: Vec<DroppedReport>,
+    /// Files in `wal/` that are not segments; left alone.
+    pub foreign_files: Vec<PathBuf>,
+    /// A last segment whose creation a crash interrupted (it held no record), made anew.
+    pub repaired_segment: Option<PathBuf>,
+}
+
+struct Scanned {
+    first: u64,
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    map: Mapped,
+    /// Next offset after its last record.
+    next: u64,
+    /// End of its last record.
+    end: u64,
+}
+
+/// Where point-in-time recovery cuts the log: in segment `index`, at `position` (or the whole
+/// segment when `None`).
+struct Cut {
+    index: usize,
+    position: Option<u64>,
+    reason: String,
+}
+
+pub(crate) fn lock_path(dir: &Path) -> PathBuf {
+    dir.join("LOCK")
+}
+
+fn holder() -> String {
+    format!("pid={} since_ms={}\n", std::process::id(), now_ms())
+}
+
+/// Opens (or creates) the log of the store in `dir`.
+pub(crate) fn open_log(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    config: WalConfig,
+) -> Result<(LogWriter, Arc<Shared>, RecoveryReport), WalError> {
+    config.validate()?;
+    storage
+        .create_dir_all(dir)
+        .map_err(WalError::io("create directory", dir))?;
+    let lock_file = lock_path(dir);
+    let lock = storage.lock(&lock_file, &holder()).map_err(|e| match e {
+        LockFailure::Held => WalError::Locked {
+            holder: storage.lock_holder(&lock_file),
+            path: lock_file.clone(),
+        },
+        LockFailure::Io(source) => WalError::Io {
+            op: "lock",
+            path: lock_file.clone(),
+            source,
+        },
+    })?;
+    let wal_dir = dir.join("wal");
+    if !storage.exists(&wal_dir) {
+        storage
+            .create_dir_all(&wal_dir)
+            .map_err(WalError::io("create directory", &wal_dir))?;
+        storage
+            .sync_dir(dir)
+            .map_err(WalError::io("sync directory", dir))?;
+    }
+    let mut report = RecoveryReport::default();
+    let mut segs = Vec::new();
+    for name in storage
+        .list(&wal_dir)
+        .map_err(WalError::io("list", &wal_dir))?
+    {
+        match parse_segment_name(&name) {
+            Some(first) => segs.push((first, wal_dir.join(name))),
+            None => report.foreign_files.push(wal_dir.join(name)),
+        }
+    }
+    segs.sort();
+    let (store_id, scanned) = if segs.is_empty() {
+        report.created = true;
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| WalError::Io {
+            op: "generate store id",
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        (id, Vec::new())
+    } else {
+        scan_all(&*storage, &wal_dir, &segs, &config, &mut report)?
+    };
+    finish(storage, wal_dir, store_id, scanned, config, lock, report)
+}
+
+/// Scans every segment in order; returns the store id and the segments kept.
+fn scan_all(
+    storage: &dyn Storage,
+    wal_dir: &Path,
+    segs: &[(u64, PathBuf)],
+    config: &WalConfig,
+    report: &mut RecoveryReport,
+) -> Result<([u8; 16], Vec<Scanned>), WalError> {
+    let mut scanned: Vec<Scanned> = Vec::with_capacity(segs.len());
+    let mut store_id = None;
+    let mut cut = None;
+    for (index, (first, path)) in segs.iter().enumerate() {
+        let is_last = index + 1 == segs.len();
+        let mode = if is_last {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::Read
+        };
+        let file = storage
+            .open(path, mode)
+            .map_err(WalError::io("open", path))?;
+        let map = file.map().map_err(WalError::io("map", path))?;
+        let bytes = map.bytes();
+        let header = match FileHeader::decode_kind(bytes, FileKind::Segment, 0) {
+            Ok(h) => h,
+            Err(_) if is_last && no_records(bytes) => {
+                // A crash interrupted the creation of this segment: it never held a record.
+                drop((map, file));
+                storage.remove(path).map_err(WalError::io("remove", path))?;
+                report.repaired_segment = Some(path.clone());
+                break;
+            }
+            Err(source) => {
+                let reason = format!("bad header: {source}");
+                if config.recovery == RecoveryMode::PointInTime && index > 0 {
+                    cut = Some(Cut {
+                        index,
+                        position: None,
+                        reason,
+                    });
+                    break;
+                }
+                return Err(WalError::BadHeader {
+                    file: path.clone(),
+                    source,
+                });
+            }
+        };
+        if header.first_offset != *first {
+            return Err(WalError::MisnamedSegment {
+                file: path.clone(),
+                named: *first,
+                header: header.first_offset,
+            });
+        }
+        let id = *store_id.get_or_insert(header.store_id);
+        if header.store_id != id {
+            return Err(WalError::ForeignStore {
+                file: path.clone(),
+                expected: hex(&id),
+                found: hex(&header.store_id),
+            });
+        }
+        if let Some(prev) = scanned.last() {
+            if prev.next != *first {
+                if config.recovery == RecoveryMode::PointInTime {
+                    let reason = format!("offset gap: expected {}, found {first}", prev.next);
+                    cut = Some(Cut {
+                        index,
+                        position: None,
+                        reason,
+                    });
+                    break;
+                }
+                return Err(WalError::SegmentGap {
+                    file: path.clone(),
+                    expected: prev.next,
+                    found: *first,
+                });
+            }
+        }
+        let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+        let mut reader = FrameReader::new(body, HEADER_LEN as u64, *first, FrameLayout::default());
+        let stop = reader.by_ref().find_map(Result::err);
+        let (next, end) = (reader.next_offset(), reader.file_position());
+        report.records += next - first;
+        scanned.push(Scanned {
+            first: *first,
+            path: path.clone(),
+            file,
+            map,
+            next,
+            end,
+        });
+        match stop {
+            None => {}
+            Some(Stop::TornTail { position }) if is_last => {
+                if config.recovery == RecoveryMode::AbsoluteConsistency {
+                    return Err(WalError::TornTail {
+                        file: path.clone(),
+                        position,
+                    });
+                }
+                report.torn_tail = Some(truncate_tail(scanned.last_mut(), position)?);
+            }
+            Some(stop) => {
+                let (position, offset, kind) = match stop {
+                    Stop::Corrupt {
+                        position,
+                        offset,
+                        kind,
+                    } => (position, offset, kind),
+                    Stop::TornTail { position } => (position, next, CorruptionKind::Truncated),
+                };
+                if config.recovery == RecoveryMode::PointInTime {
+                    let reason = format!("offset {offset}: {kind}");
+                    cut = Some(Cut {
+                        index,
+                        position: Some(position),
+                        reason,
+                    });
+                    break;
+                }
+                return Err(WalError::Corruption {
+                    file: path.clone(),
+                    position,
+                    offset,
+                    kind,
+                });
+            }
+        }
+    }
+    if let Some(cut) = cut {
+        apply_cut(storage, wal_dir, segs, &mut scanned, cut, report)?;
+    }
+    let id = store_id.ok_or_else(|| WalError::BadHeader {
+        file: wal_dir.join(segment_name(1)),
+        source: ctxlog_format::HeaderError::TooShort {
+            len: 0,
+            need: HEADER_LEN as u64,
+        },
+    })?;
+    Ok((id, scanned))
+}
+
+/// True when a segment file holds no record: shorter than a header, or only zeros after it.
+fn no_records(bytes: &[u8]) -> bool {
+    bytes.len() <= HEADER_LEN || all_zero(bytes.get(HEADER_LEN..).unwrap_or_default())
+}
+
+/// End of the last non-zero byte at or after `from`.
+fn nonzero_end(bytes: &[u8], from: usize) -> usize {
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(from, |p| (p + 1).max(from))
+}
+
+/// Zeroes a torn tail so that new records can follow the last good one.
+fn truncate_tail(seg: Option<&mut Scanned>, position: u64) -> Result<TornTailReport, WalError> {
+    let Some(seg) = seg else {
+        unreachable!("the torn segment was just pushed")
+    };
+    let end = nonzero_end(seg.map.bytes(), position as usize) as u64;
+    zero_range(seg, position, end)?;
+    tracing::warn!(file = %seg.path.display(), position, bytes = end - position, "truncated a torn tail");
+    Ok(TornTailReport {
+        file: seg.path.clone(),
+        position,
+        bytes_dropped: end - position,
+    })
+}
+
+fn zero_range(seg: &mut Scanned, from: u64, to: u64) -> Result<(), WalError> {
+    if to > from {
+        write_zeros(&*seg.file, from, to - from).map_err(WalError::io("write", &seg.path))?;
+        seg.file
+            .sync_data()
+            .map_err(WalError::io("fdatasync", &seg.path))?;
+    }
+    Ok(())
+}
+
+/// Point-in-time recovery: keeps the bytes after the cut in `*.dropped` files, then cuts.
+fn apply_cut(
+    storage: &dyn Storage,
+    wal_dir: &Path,
+    segs: &[(u64, PathBuf)],
+    scanned: &mut Vec<Scanned>,
+    cut: Cut,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    let stamp = now_ms();
+    for (_, path) in segs
+        .iter()
+        .skip(cut.index + usize::from(cut.position.is_some()))
+    {
+        let kept_as = path.with_extension(format!("seg.{stamp}.dropped"));
+        storage
+            .rename(path, &kept_as)
+            .map_err(WalError::io("rename", path))?;
+        let bytes = storage
+            .open(&kept_as, OpenMode::Read)
+            .and_then(|f| f.len())
+            .unwrap_or(0);
+        report.dropped.push(DroppedReport {
+            file: path.clone(),
+            position: 0,
+            bytes,
+            reason: cut.reason.clone(),
+            kept_as,
+        });
+    }
+    if let (Some(position), Some(seg)) = (cut.position, scanned.get_mut(cut.index)) {
+        // Reopen for writing: a segment that was not the last was opened read-only.
+        seg.file = storage
+            .open(&seg.path, OpenMode::ReadWrite)
+            .map_err(WalError::io("open", &seg.path))?;
+        let bytes = seg.map.bytes();
+        let end = nonzero_end(bytes, position as usize);
+        let tail = bytes.get(position as usize..end).unwrap_or_default();
+        let kept_as = seg
+            .path
+            .with_extension(format!("seg.{position}.{stamp}.dropped"));
+        let copy = storage
+            .open(&kept_as, OpenMode::CreateNew)
+            .map_err(WalError::io("create", &kept_as))?;
+        copy.write_all_at(tail, 0)
+            .map_err(WalError::io("write", &kept_as))?;
+        copy.sync_data()
+            .map_err(WalError::io("fdatasync", &kept_as))?;
+        storage
+            .sync_dir(wal_dir)
+            .map_err(WalError::io("sync directory", wal_dir))?;
+        report.dropped.push(DroppedReport {
+            file: seg.path.clone(),
+            position,
+            bytes: tail.len() as u64,
+            reason: cut.reason,
+            kept_as,
+        });
+        zero_range(seg, position, end as u64)?;
+    }
+    scanned.truncate(cut.index + usize::from(cut.position.is_some()));
+    storage
+        .sync_dir(wal_dir)
+        .map_err(WalError::io("sync directory", wal_dir))?;
+    for d in &report.dropped {
+        tracing::warn!(file = %d.file.display(), position = d.position, bytes = d.bytes, kept_as = %d.kept_as.display(), "point-in-time recovery set bytes aside");
+    }
+    Ok(())
+}
+
+/// Builds the writer and the shared table from what the scan kept.
+fn finish(
+    storage: Arc<dyn Storage>,
+    wal_dir: PathBuf,
+    store_id: [u8; 16],
+    mut scanned: Vec<Scanned>,
+    config: WalConfig,
+    lock: Box<dyn crate::storage::LockGuard>,
+    mut report: RecoveryReport,
+) -> Result<(LogWriter, Arc<Shared>, RecoveryReport), WalError> {
+    let active = match scanned.pop() {
+        Some(last) => reopen_active(&*storage, last, &config)?,
+        None => {
+            // A new store, or one whose only segment's creation was interrupted.
+            let first = report
+                .repaired_segment
+                .as_deref()
+                .and_then(|p| p.file_name())
+                .and_then(|n| parse_segment_name(&n.to_string_lossy()))
+                .unwrap_or(1);
+            let capacity = config.segment_bytes;
+            let (path, file) = create_segment(&*storage, &wal_dir, first, store_id, capacity)?;
+            let pos = HEADER_LEN as u64;
+            (
+                Active {
+                    first,
+                    path,
+                    file,
+                    capacity,
+                    pos,
+                },
+                first,
+            )
+        }
+    };
+    let (active, next) = active;
+    let mut segments: Vec<SegmentEntry> = scanned
+        .into_iter()
+        .map(|s| SegmentEntry {
+            first: s.first,
+            path: s.path,
+            file: s.file,
+            sealed: Some(s.map),
+        })
+        .collect();
+    segments.push(SegmentEntry {
+        first: active.first,
+        path: active.path.clone(),
+        file: Arc::clone(&active.file),
+        sealed: None,
+    });
+    report.segments = segments.len();
+    report.first_offset = segments.first().map_or(1, |s| s.first);
+    report.last_offset = next - 1;
+    let visible = Visible {
+        last: next - 1,
+        segment_first: active.first,
+        end: active.pos,
+    };
+    let shared = Arc::new(Shared::new(
+        storage,
+        wal_dir,
+        store_id,
+        Table { segments, visible },
+    ));
+    let writer = LogWriter::new(Arc::clone(&shared), config, active, next, lock);
+    tracing::info!(
+        segments = report.segments,
+        records = report.records,
+        last_offset = report.last_offset,
+        "write-ahead log open"
+    );
+    Ok((writer, shared, report))
+}
+
+/// Makes the last segment appendable again: back to its preallocated size if it was sealed or
+/// cut short.
+fn reopen_active(
+    storage: &dyn Storage,
+    last: Scanned,
+    config: &WalConfig,
+) -> Result<(Active, u64), WalError> {
+    let Scanned {
+        first,
+        path,
+        file,
+        map,
+        next,
+        end,
+    } = last;
+    let len = map.bytes().len() as u64;
+    drop(map);
+    let file = if len < config.segment_bytes {
+        let file = storage
+            .open(&path, OpenMode::ReadWrite)
+            .map_err(WalError::io("open", &path))?;
+        write_zeros(&*file, len, config.segment_bytes - len)
+            .map_err(WalError::io("preallocate", &path))?;
+        file.sync_data().map_err(WalError::io("fdatasync", &path))?;
+        file
+    } else {
+        file
+    };
+    let capacity = len.max(config.segment_bytes);
+    Ok((
+        Active {
+            first,
+            path,
+            file,
+            capacity,
+            pos: end,
+        },
+        next,
+    ))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

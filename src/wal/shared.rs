@@ -1,0 +1,107 @@
+//! State the writer shares with readers: the segment table, what is visible, and the poison.
+
+use super::WalError;
+use crate::storage::{Mapped, Storage, StorageFile};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One segment as readers see it.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentEntry {
+    /// Offset of its first record.
+    pub first: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// The open file (the active segment is read through it).
+    pub file: Arc<dyn StorageFile>,
+    /// The mapping of a sealed segment; `None` for the active one.
+    pub sealed: Option<Mapped>,
+}
+
+/// What readers may see: records up to `last`, which ends at byte `end` of the segment whose
+/// first offset is `segment_first`. Published only once a batch reached the durability the
+/// configuration promises, so that no reader sees a record a crash could take back.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Visible {
+    pub last: u64,
+    pub segment_first: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    pub segments: Vec<SegmentEntry>,
+    pub visible: Visible,
+}
+
+/// Shared between the writer, the completion thread and every reader.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub storage: Arc<dyn Storage>,
+    pub wal_dir: PathBuf,
+    pub store_id: [u8; 16],
+    pub table: RwLock<Table>,
+    poisoned: AtomicBool,
+    poison: Mutex<Option<(&'static str, io::ErrorKind)>>,
+}
+
+impl Shared {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        wal_dir: PathBuf,
+        store_id: [u8; 16],
+        table: Table,
+    ) -> Self {
+        Shared {
+            storage,
+            wal_dir,
+            store_id,
+            table: RwLock::new(table),
+            poisoned: AtomicBool::new(false),
+            poison: Mutex::new(None),
+        }
+    }
+
+    pub fn read_table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write_table(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the log unusable after a failed write or sync; the first cause wins.
+    pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
+        let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none() {
+            tracing::error!(op, ?kind, "write-ahead log poisoned");
+            *p = Some((op, kind));
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// `Err(Poisoned)` once the log is poisoned.
+    pub fn check_poison(&self) -> Result<(), WalError> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(self.poison_error())
+    }
+
+    pub fn poison_error(&self) -> WalError {
+        let p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
+        let (op, kind) = p.unwrap_or(("write", io::ErrorKind::Other));
+        WalError::Poisoned { op, kind }
+    }
+
+    /// Poisons the log with an I/O error's kind and hands the error back.
+    pub fn poison_with(&self, err: WalError) -> WalError {
+        match &err {
+            WalError::Io { op, source, .. } => self.poison(op, source.kind()),
+            _ => self.poison("write", io::ErrorKind::Other),
+        }
+        err
+    }
+}

@@ -1,0 +1,199 @@
+//! The owner of the active segment: encodes records into a batch buffer, writes each batch with
+//! one positional write, rotates full segments. Used by one thread only.
+
+use super::segment::{create_segment, seal_segment};
+use super::shared::{SegmentEntry, Shared};
+use super::{WalConfig, WalError};
+use crate::offset::Offset;
+use crate::storage::{LockGuard, StorageFile};
+use ctxlog_format::{encode_frame, FrameLayout};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub first: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    /// Bytes the file was preallocated to.
+    pub capacity: u64,
+    /// End of the last record written.
+    pub pos: u64,
+}
+
+/// A batch that reached the OS: what the completion thread syncs and publishes.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub file: Arc<dyn StorageFile>,
+    pub path: PathBuf,
+    pub segment_first: u64,
+    /// End of the batch in the file.
+    pub end: u64,
+    /// Offset of the batch's last record.
+    pub last: u64,
+}
+
+/// Appends records to the log. Owned by the writer thread.
+#[derive(Debug)]
+pub struct LogWriter {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) config: WalConfig,
+    pub(crate) active: Active,
+    next_offset: u64,
+    buf: Vec<u8>,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl LogWriter {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: WalConfig,
+        active: Active,
+        next_offset: u64,
+        lock: Box<dyn LockGuard>,
+    ) -> Self {
+        let buf = Vec::with_capacity(config.batch_bytes_max.min(1 << 20));
+        LogWriter {
+            shared,
+            config,
+            active,
+            next_offset,
+            buf,
+            _lock: lock,
+        }
+    }
+
+    /// The offset the next appended record gets.
+    pub fn next_offset(&self) -> Offset {
+        Offset(self.next_offset)
+    }
+
+    /// Bytes encoded but not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Checks that a payload of `len` bytes may be appended, without appending it.
+    pub fn check_size(&self, len: usize) -> Result<(), WalError> {
+        let max = self.config.record_bytes_max;
+        if len as u64 > max {
+            return Err(WalError::RecordTooLarge {
+                len: len as u64,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encodes one record into the batch buffer and returns its offset. Nothing reaches the
+    /// file until [`LogWriter::flush`], except when the segment is full: then the records
+    /// buffered so far are written and synced, the segment is sealed and a new one created.
+    pub fn append(&mut self, payload: &[u8]) -> Result<Offset, WalError> {
+        self.shared.check_poison()?;
+        self.check_size(payload.len())?;
+        let frame_len = FrameLayout::default().frame_len(payload.len()) as u64;
+        if self.active.pos + self.buf.len() as u64 + frame_len > self.active.capacity {
+            self.rotate()?;
+        }
+        let offset = self.next_offset;
+        // Size and offset were checked above, the only ways an encode can fail.
+        encode_frame(&mut self.buf, FrameLayout::default(), offset, None, payload).map_err(
+            |_| WalError::RecordTooLarge {
+                len: payload.len() as u64,
+                max: self.config.record_bytes_max,
+            },
+        )?;
+        self.next_offset += 1;
+        Ok(Offset(offset))
+    }
+
+    /// Writes the buffered records with one write. Returns what was written, or `None` if
+    /// nothing was buffered. A failure poisons the log.
+    pub(crate) fn flush(&mut self) -> Result<Option<Written>, WalError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        self.shared.check_poison()?;
+        let a = &mut self.active;
+        let result = a.file.write_all_at(&self.buf, a.pos);
+        if let Err(e) = result {
+            self.buf.clear();
+            return Err(self.shared.poison_with(WalError::io("write", &a.path)(e)));
+        }
+        a.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(Some(Written {
+            file: Arc::clone(&a.file),
+            path: a.path.clone(),
+            segment_first: a.first,
+            end: a.pos,
+            last: self.next_offset - 1,
+        }))
+    }
+
+    /// `fdatasync`s what was written; a failure poisons the log.
+    pub(crate) fn sync(shared: &Shared, written: &Written) -> Result<(), WalError> {
+        shared.check_poison()?;
+        written
+            .file
+            .sync_data()
+            .map_err(|e| shared.poison_with(WalError::io("fdatasync", &written.path)(e)))
+    }
+
+    /// Flushes and syncs everything appended so far.
+    pub(crate) fn flush_and_sync(&mut self) -> Result<Option<Written>, WalError> {
+        let written = self.flush()?;
+        if let Some(w) = &written {
+            Self::sync(&self.shared, w)?;
+        }
+        Ok(written)
+    }
+
+    /// Writes and syncs what is buffered, seals the active segment and starts the next one.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        let result = self.try_rotate();
+        result.map_err(|e| self.shared.poison_with(e))
+    }
+
+    fn try_rotate(&mut self) -> Result<(), WalError> {
+        self.flush()?;
+        let a = &self.active;
+        a.file
+            .sync_data()
+            .map_err(WalError::io("fdatasync", &a.path))?;
+        seal_segment(&a.path, &*a.file, a.pos)?;
+        let map = a.file.map().map_err(WalError::io("map", &a.path))?;
+        let first = self.next_offset;
+        let capacity = self.config.segment_bytes;
+        let shared = &self.shared;
+        let (path, file) = create_segment(
+            &*shared.storage,
+            &shared.wal_dir,
+            first,
+            shared.store_id,
+            capacity,
+        )?;
+        {
+            let mut table = shared.write_table();
+            if let Some(old) = table.segments.last_mut() {
+                old.sealed = Some(map);
+            }
+            table.segments.push(SegmentEntry {
+                first,
+                path: path.clone(),
+                file: Arc::clone(&file),
+                sealed: None,
+            });
+        }
+        tracing::debug!(segment = %path.display(), "rotated to a new segment");
+        self.active = Active {
+            first,
+            path,
+            file,
+            capacity,
+            pos: ctxlog_format::layout::HEADER_LEN as u64,
+        };
+        Ok(())
+    }
+}
