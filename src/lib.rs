@@ -17,8 +17,26 @@
 //! - One process at a time: open takes `DIR/LOCK`; a second opener gets
 //!   [`wal::WalError::Locked`] and changes nothing.
 
+pub mod adapter;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod manager;
+pub mod model;
 pub mod offset;
+pub mod replay;
+pub mod snapshot;
+pub mod state;
 pub mod storage;
+pub mod tracker;
 pub mod wal;
 
+pub use adapter::{create_adapter, create_adapter_with_config, AdapterConfig, ContextAdapter};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use manager::{
+    create_manager, create_manager_with_config, At, ContextManager, Op, Receipt, Update,
+};
 pub use offset::Offset;
+pub use tracker::{ContextTracker, ContextTrackerFactory};
+pub use wal::{Durability, RecoveryMode};

@@ -23,7 +23,8 @@ pub use error::WalError;
 pub use group::{Completer, GroupCommit, Stage};
 pub use reader::{LogReader, Record};
 pub use recovery::{DroppedReport, RecoveryReport, TornTailReport};
-pub use segment::{parse_segment_name, segment_name};
+pub use segment::{now_ms, parse_segment_name, segment_name};
+pub use shared::WalStats;
 pub use writer::LogWriter;
 
 use crate::offset::Offset;

@@ -33,6 +33,56 @@ pub struct Record<'a> {
 }
 
 impl LogReader {
+    /// The id shared by every file of this store.
+    pub fn store_id(&self) -> [u8; 16] {
+        self.shared.store_id
+    }
+
+    /// What the log has done since open.
+    pub fn stats(&self) -> super::WalStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The segments, oldest first: (first offset, file).
+    pub fn segments(&self) -> Vec<(Offset, std::path::PathBuf)> {
+        let table = self.shared.read_table();
+        table
+            .segments
+            .iter()
+            .map(|s| (Offset(s.first), s.path.clone()))
+            .collect()
+    }
+
+    /// Removes the sealed segments whose records all lie before `before` (never the active
+    /// one), durably, and returns their files. The caller records the compaction as an event.
+    pub fn remove_segments_before(
+        &self,
+        before: Offset,
+    ) -> Result<Vec<std::path::PathBuf>, WalError> {
+        let removed: Vec<SegmentEntry> = {
+            let mut table = self.shared.write_table();
+            let keep_from = table
+                .segments
+                .windows(2)
+                .take_while(|w| w[1].first <= before.0)
+                .count();
+            table.segments.drain(..keep_from).collect()
+        };
+        let storage = &self.shared.storage;
+        for seg in &removed {
+            storage
+                .remove(&seg.path)
+                .map_err(WalError::io("remove", &seg.path))?;
+        }
+        if !removed.is_empty() {
+            let dir = &self.shared.wal_dir;
+            storage
+                .sync_dir(dir)
+                .map_err(WalError::io("sync directory", dir))?;
+        }
+        Ok(removed.into_iter().map(|s| s.path).collect())
+    }
+
     /// The last offset readers can see (0 for an empty log).
     pub fn last_offset(&self) -> Offset {
         Offset(self.shared.read_table().visible.last)

@@ -4,7 +4,7 @@ use super::WalError;
 use crate::storage::{Mapped, Storage, StorageFile};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// One segment as readers see it.
@@ -45,6 +45,44 @@ pub(crate) struct Shared {
     pub table: RwLock<Table>,
     poisoned: AtomicBool,
     poison: Mutex<Option<(&'static str, io::ErrorKind)>>,
+    pub counters: Counters,
+}
+
+/// What the log has done since open.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub writes: AtomicU64,
+    pub bytes: AtomicU64,
+    pub syncs: AtomicU64,
+    pub records: AtomicU64,
+}
+
+/// A copy of the log's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WalStats {
+    /// Batches written (one write each).
+    pub writes: u64,
+    /// Bytes written to segments.
+    pub bytes: u64,
+    /// `fdatasync` calls on segments.
+    pub syncs: u64,
+    /// Records appended.
+    pub records: u64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> WalStats {
+        WalStats {
+            writes: self.writes.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Shared {
@@ -61,6 +99,7 @@ impl Shared {
             table: RwLock::new(table),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
+            counters: Counters::default(),
         }
     }
 

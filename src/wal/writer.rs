@@ -2,7 +2,7 @@
 //! one positional write, rotates full segments. Used by one thread only.
 
 use super::segment::{create_segment, seal_segment};
-use super::shared::{SegmentEntry, Shared};
+use super::shared::{Counters, SegmentEntry, Shared};
 use super::{WalConfig, WalError};
 use crate::offset::Offset;
 use crate::storage::{LockGuard, StorageFile};
@@ -105,6 +105,7 @@ impl LogWriter {
             },
         )?;
         self.next_offset += 1;
+        Counters::add(&self.shared.counters.records, 1);
         Ok(Offset(offset))
     }
 
@@ -122,6 +123,9 @@ impl LogWriter {
             return Err(self.shared.poison_with(WalError::io("write", &a.path)(e)));
         }
         a.pos += self.buf.len() as u64;
+        let counters = &self.shared.counters;
+        Counters::add(&counters.writes, 1);
+        Counters::add(&counters.bytes, self.buf.len() as u64);
         self.buf.clear();
         Ok(Some(Written {
             file: Arc::clone(&a.file),
@@ -135,6 +139,7 @@ impl LogWriter {
     /// `fdatasync`s what was written; a failure poisons the log.
     pub(crate) fn sync(shared: &Shared, written: &Written) -> Result<(), WalError> {
         shared.check_poison()?;
+        Counters::add(&shared.counters.syncs, 1);
         written
             .file
             .sync_data()

@@ -1,0 +1,543 @@
+//! The context manager: create, read, update and delete contexts; history; recovery points;
+//! point-in-time reads and restores; snapshots.
+
+mod hub;
+mod open;
+mod ops;
+mod stage;
+
+pub use open::OpenReport;
+pub use ops::{Op, Receipt, Update};
+
+/// Engine actions for the adapter (not part of the public API).
+pub(crate) mod ops_internal {
+    pub(crate) use super::ops::Action;
+}
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::{Event, Labels};
+use crate::model::{check_context_name, check_key, check_point_label, Value};
+use crate::offset::Offset;
+use crate::replay::for_each_commit;
+use crate::state::{ContextState, State};
+use crate::wal::{GroupCommit, LogReader, WalStats};
+use hub::{Counters, Hub};
+use open::Snapshotter;
+use ops::Action;
+use serde::{de::DeserializeOwned, Serialize};
+use stage::Request;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, watch};
+
+/// Opens (or creates) the store in `dir` with the default configuration.
+pub async fn create_manager(dir: impl AsRef<Path>) -> Result<ContextManager> {
+    create_manager_with_config(Config::new(dir.as_ref())).await
+}
+
+/// Opens (or creates) a store.
+pub async fn create_manager_with_config(config: Config) -> Result<ContextManager> {
+    blocking(move || open::open_blocking(config)).await
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// A point in the log: an offset or a recovery point's label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    /// An offset.
+    Offset(Offset),
+    /// A recovery point.
+    Label(String),
+}
+
+impl From<Offset> for At {
+    fn from(o: Offset) -> At {
+        At::Offset(o)
+    }
+}
+
+impl From<u64> for At {
+    fn from(o: u64) -> At {
+        At::Offset(Offset(o))
+    }
+}
+
+impl From<&str> for At {
+    fn from(l: &str) -> At {
+        At::Label(l.to_string())
+    }
+}
+
+/// One event of a context's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The commit's offset.
+    pub offset: Offset,
+    /// The commit's time, ms since the Unix epoch.
+    pub ts_ms: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// One commit as read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRecord {
+    /// Its offset.
+    pub offset: Offset,
+    /// Its time, ms since the Unix epoch.
+    pub ts_ms: u64,
+    /// Its events.
+    pub events: Vec<Event>,
+}
+
+/// What the store has done since open.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Commits acknowledged.
+    pub commits: u64,
+    /// Events in them.
+    pub events: u64,
+    /// The log's counters: writes, bytes, fsyncs, records.
+    pub log: WalStats,
+    /// Average commits per write (group commit at work).
+    pub avg_batch: f64,
+    /// Snapshots written by this handle.
+    pub snapshots: u64,
+    /// Snapshots that failed (the log still has everything).
+    pub snapshot_failures: u64,
+    /// Offset of the last snapshot written by this handle (0: none).
+    pub last_snapshot: Offset,
+    /// Time open took, ms.
+    pub recovery_ms: u64,
+    /// Last committed offset.
+    pub current_offset: Offset,
+    /// Live contexts.
+    pub contexts: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) commit: GroupCommit<Request>,
+    pub(crate) reader: LogReader,
+    pub(crate) hub: Arc<Hub>,
+    snapshotter: Arc<Snapshotter>,
+    snap_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    report: OpenReport,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        // Closing the pipeline drops the completer and with it the snapshot sender, which ends
+        // the snapshot thread after the snapshot in hand.
+        self.commit.close();
+        if let Some(t) = self
+            .snap_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The handle to an open store. Cheap to clone; all clones share the store.
+#[derive(Clone)]
+pub struct ContextManager {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ContextManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextManager")
+            .field("dir", &self.inner.config.dir)
+            .field("offset", &self.last_offset())
+            .finish()
+    }
+}
+
+impl ContextManager {
+    // ---- commits ----
+
+    pub(crate) async fn submit(
+        &self,
+        actions: Vec<Action>,
+        expect: BTreeMap<String, Offset>,
+    ) -> Result<Receipt> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            actions,
+            expect,
+            reply,
+        };
+        self.inner.commit.submit(request).await?;
+        // Dropping this future from here on leaves the commit whole: it is queued, and the
+        // writer commits or rejects it as a unit whether or not anyone waits for the answer.
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Applies a batch atomically: all operations or none, and none if any expected version
+    /// differs ([`Error::VersionConflict`]).
+    pub async fn update(&self, update: Update) -> Result<Receipt> {
+        if update.ops.is_empty() {
+            return Err(crate::error::InvalidInput::EmptyUpdate.into());
+        }
+        let max = self.inner.config.value_bytes_max;
+        for op in &update.ops {
+            op.validate(max)?;
+        }
+        for context in update.expect.keys() {
+            check_context_name(context)?;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commit
+            .submit(Request::new(update, reply))
+            .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Creates a context.
+    pub async fn create(&self, context: &str) -> Result<Receipt> {
+        self.update(Update::new().create(context)).await
+    }
+
+    /// Creates a context with labels.
+    pub async fn create_with_labels(&self, context: &str, labels: Labels) -> Result<Receipt> {
+        let op = Op::Create {
+            context: context.to_string(),
+            labels,
+        };
+        self.update(Update::new().op(op)).await
+    }
+
+    /// Sets a key to any serde value.
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        context: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<Receipt> {
+        self.update(Update::new().set(context, key, value)?).await
+    }
+
+    /// Sets a key to a value that is already MessagePack.
+    pub async fn set_value(&self, context: &str, key: &str, value: Value) -> Result<Receipt> {
+        let op = Op::Set {
+            context: context.into(),
+            key: key.into(),
+            value,
+        };
+        self.update(Update::new().op(op)).await
+    }
+
+    /// Removes a key.
+    pub async fn remove(&self, context: &str, key: &str) -> Result<Receipt> {
+        self.update(Update::new().remove(context, key)).await
+    }
+
+    /// Sets and removes labels.
+    pub async fn set_metadata(
+        &self,
+        context: &str,
+        set: Labels,
+        removed: Vec<String>,
+    ) -> Result<Receipt> {
+        let op = Op::Meta {
+            context: context.into(),
+            set,
+            removed,
+        };
+        self.update(Update::new().op(op)).await
+    }
+
+    /// Deletes a context. Its history stays in the log, and a restore can bring it back.
+    pub async fn delete(&self, context: &str) -> Result<Receipt> {
+        self.update(Update::new().delete(context)).await
+    }
+
+    // ---- reads (from memory: never wait for the writer or an fsync) ----
+
+    /// The state as of the last acknowledged commit: every context, adapter status, recovery
+    /// points. O(1); later commits do not change it.
+    pub fn state(&self) -> Arc<State> {
+        self.inner.hub.state()
+    }
+
+    /// The last acknowledged offset.
+    pub fn last_offset(&self) -> Offset {
+        self.state().offset()
+    }
+
+    /// A context's whole state.
+    pub fn get(&self, context: &str) -> Result<ContextState> {
+        check_context_name(context)?;
+        self.state()
+            .context(context)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                context: context.to_string(),
+            })
+    }
+
+    /// One value, raw.
+    pub fn get_value(&self, context: &str, key: &str) -> Result<Value> {
+        check_key(context, key)?;
+        self.get(context)?
+            .get(key)
+            .ok_or_else(|| Error::KeyNotFound {
+                context: context.to_string(),
+                key: key.to_string(),
+            })
+    }
+
+    /// One value, decoded.
+    pub fn get_as<T: DeserializeOwned>(&self, context: &str, key: &str) -> Result<T> {
+        self.get_value(context, key)?.decode().map_err(|e| {
+            Error::InvalidInput(crate::error::InvalidInput::Unencodable {
+                context: context.to_string(),
+                key: key.to_string(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Live context names, in order.
+    pub fn list(&self) -> Vec<String> {
+        self.state()
+            .contexts()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    }
+
+    /// Recovery points by label.
+    pub fn recovery_points(&self) -> BTreeMap<String, Offset> {
+        self.state().recovery_points()
+    }
+
+    // ---- the log ----
+
+    /// Every event that concerns `context`, oldest first, with offsets and times.
+    pub async fn history(&self, context: &str) -> Result<Vec<HistoryEntry>> {
+        check_context_name(context)?;
+        let reader = self.inner.reader.clone();
+        let (name, to) = (context.to_string(), self.last_offset());
+        let from = reader.first_offset();
+        blocking(move || {
+            let mut out = Vec::new();
+            for_each_commit(&reader, from, to, |offset, commit| {
+                let ts_ms = commit.ts;
+                out.extend(
+                    commit
+                        .events
+                        .into_iter()
+                        .filter(|e| e.concerns(&name))
+                        .map(|event| HistoryEntry {
+                            offset,
+                            ts_ms,
+                            event,
+                        }),
+                );
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every commit from `from` to the last acknowledged one.
+    pub async fn events(&self, from: Offset) -> Result<Vec<CommitRecord>> {
+        self.events_range(from, self.last_offset()).await
+    }
+
+    /// Every commit in `from..=to`.
+    pub async fn events_range(&self, from: Offset, to: Offset) -> Result<Vec<CommitRecord>> {
+        let reader = self.inner.reader.clone();
+        let to = to.min(self.last_offset());
+        blocking(move || {
+            let mut out = Vec::new();
+            for_each_commit(&reader, from.max(Offset::FIRST), to, |offset, commit| {
+                out.push(CommitRecord {
+                    offset,
+                    ts_ms: commit.ts,
+                    events: commit.events,
+                });
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    // ---- recovery points, point-in-time reads, restore ----
+
+    /// Names the current end of the log; returns the offset of the commit that records it.
+    pub async fn create_recovery_point(&self, label: &str) -> Result<Offset> {
+        check_point_label(label)?;
+        let receipt = self
+            .submit(vec![Action::Point(label.to_string())], BTreeMap::new())
+            .await?;
+        Ok(receipt.offset)
+    }
+
+    /// Resolves a label or checks an offset against what is committed.
+    pub fn resolve(&self, at: &At) -> Result<Offset> {
+        let state = self.state();
+        let offset = match at {
+            At::Offset(o) => *o,
+            At::Label(l) => state
+                .recovery_point(l)
+                .ok_or_else(|| Error::UnknownRecoveryPoint { label: l.clone() })?,
+        };
+        let first = state.compacted_before().max(Offset::FIRST).prev();
+        if offset > state.offset() || offset < first {
+            return Err(Error::OffsetOutOfRange {
+                requested: offset,
+                first,
+                last: state.offset(),
+            });
+        }
+        Ok(offset)
+    }
+
+    /// A read-only view of every context as of `at`: the nearest snapshot at or before it,
+    /// then replay. Its cost is bounded by the snapshot interval, not the log's length.
+    pub async fn state_at(&self, at: impl Into<At>) -> Result<State> {
+        let offset = self.resolve(&at.into())?;
+        let current = self.state();
+        if offset == current.offset() {
+            return Ok((*current).clone());
+        }
+        let (config, reader) = (self.inner.config.clone(), self.inner.reader.clone());
+        blocking(move || open::rebuild(&config, &reader, offset).map(|(s, ..)| s)).await
+    }
+
+    /// Brings every context back to its state as of `at` by appending one commit of
+    /// `ContextRestored` events (history is never rewritten). Contexts created after `at` are
+    /// deleted; contexts deleted since are brought back.
+    pub async fn restore(&self, at: impl Into<At>) -> Result<Receipt> {
+        let target = self.state_at(at).await?;
+        self.submit(vec![Action::Restore(Arc::new(target))], BTreeMap::new())
+            .await
+    }
+
+    /// Writes a snapshot of the current state now; returns its offset.
+    pub async fn snapshot_now(&self) -> Result<Offset> {
+        let state = self.state();
+        let snapshotter = Arc::clone(&self.inner.snapshotter);
+        let counters_hub = Arc::clone(&self.inner.hub);
+        blocking(move || {
+            snapshotter.write(&state)?;
+            Counters::add(&counters_hub.counters.snapshots, 1);
+            counters_hub
+                .counters
+                .last_snapshot
+                .store(state.offset().0, std::sync::atomic::Ordering::Relaxed);
+            Ok(state.offset())
+        })
+        .await
+    }
+
+    /// Removes log segments that lie wholly before `before`, the oldest kept snapshot and the
+    /// oldest recovery point, and records the compaction as an event. Returns the files removed.
+    pub async fn compact(&self, before: Offset) -> Result<Vec<PathBuf>> {
+        let state = self.state();
+        let (config, reader) = (self.inner.config.clone(), self.inner.reader.clone());
+        let oldest_point = state
+            .recovery_points()
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(Offset(u64::MAX));
+        let oldest_snapshot = blocking(move || {
+            let (snaps, _) = crate::snapshot::list(&*config.storage, &config.dir)?;
+            Ok(snaps.first().map_or(Offset::ZERO, |(o, _)| *o))
+        })
+        .await?;
+        // Keep the snapshot's own commit readable too (state_at(snapshot) needs no replay, but
+        // history readers expect the log to start right after a snapshot).
+        let limit = before.min(oldest_snapshot.next()).min(oldest_point);
+        let removed = blocking(move || Ok(reader.remove_segments_before(limit)?)).await?;
+        if !removed.is_empty() {
+            let first = self.inner.reader.first_offset();
+            self.submit(vec![Action::Compacted(first)], BTreeMap::new())
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    // ---- the rest ----
+
+    /// What the store has done since open.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.hub.counters;
+        let log = self.inner.reader.stats();
+        let state = self.state();
+        Stats {
+            commits: Counters::get(&c.commits),
+            events: Counters::get(&c.events),
+            avg_batch: if log.writes == 0 {
+                0.0
+            } else {
+                log.records as f64 / log.writes as f64
+            },
+            log,
+            snapshots: Counters::get(&c.snapshots),
+            snapshot_failures: Counters::get(&c.snapshot_failures),
+            last_snapshot: Offset(Counters::get(&c.last_snapshot)),
+            recovery_ms: self.inner.report.open_ms,
+            current_offset: state.offset(),
+            contexts: state.contexts().count(),
+        }
+    }
+
+    /// What open found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A reader over the raw log.
+    pub fn log(&self) -> LogReader {
+        self.inner.reader.clone()
+    }
+
+    /// Follows the last acknowledged offset.
+    pub fn watch_offset(&self) -> watch::Receiver<Offset> {
+        self.inner.hub.subscribe_offset()
+    }
+
+    /// Follows one context's version.
+    pub fn watch_context(&self, context: &str) -> watch::Receiver<Offset> {
+        self.inner.hub.watch(context)
+    }
+
+    /// Finishes every queued commit (written, synced, acknowledged), stops the threads and
+    /// releases the store's lock. Later calls on any clone fail with [`Error::Closed`].
+    pub async fn close(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            inner.shutdown();
+            Ok(())
+        })
+        .await
+    }
+}
