@@ -38,13 +38,68 @@ pub fn inconsistent(offset: Offset, e: ApplyError) -> Error {
     })
 }
 
+/// Commits decoded per hand-off between the decoding and the applying thread.
+const REPLAY_BATCH: usize = 1024;
+
 /// Brings `state` forward to `to` by applying every commit after `state.offset()`. Returns the
 /// number of commits applied.
+///
+/// Long replays run as a two-stage pipeline: one thread reads, checks (CRC, offset) and
+/// decodes records while this one applies them, which roughly halves open time on a machine
+/// with two cores. Short ones (a `state_at` near a snapshot) run inline.
 pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<u64> {
+    let from = state.offset().next();
+    if to.0.saturating_sub(from.0) < 4 * REPLAY_BATCH as u64 {
+        return replay_inline(reader, state, from, to);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Offset, Commit)>>(4);
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(REPLAY_BATCH);
+            for_each_commit(reader, from, to, |offset, commit| {
+                batch.push((offset, commit));
+                if batch.len() == REPLAY_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
+                    if tx.send(full).is_err() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            // The receiver is gone only if applying failed; that error is the one to report.
+            let _ = tx.send(batch);
+            Ok(())
+        });
+        let mut applied = 0;
+        let mut failed = None;
+        for batch in rx.iter() {
+            for (offset, commit) in batch {
+                if let Err(e) = state.apply_commit_owned(offset, commit) {
+                    failed = Some(inconsistent(offset, e));
+                    break;
+                }
+                applied += 1;
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        drop(rx);
+        let decoded: Result<()> = decoder
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        match failed {
+            Some(e) => Err(e),
+            None => decoded.map(|()| applied),
+        }
+    })
+}
+
+fn replay_inline(reader: &LogReader, state: &mut State, from: Offset, to: Offset) -> Result<u64> {
     let mut applied = 0;
-    for_each_commit(reader, state.offset().next(), to, |offset, commit| {
+    for_each_commit(reader, from, to, |offset, commit| {
         state
-            .apply_commit(offset, &commit)
+            .apply_commit_owned(offset, commit)
             .map_err(|e| inconsistent(offset, e))?;
         applied += 1;
         Ok(ControlFlow::Continue(()))

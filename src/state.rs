@@ -246,6 +246,31 @@ impl State {
         Ok(())
     }
 
+    /// Applies a whole commit at `offset`, taking its events by value: replay's path, which
+    /// moves keys and values into the maps instead of copying them.
+    pub fn apply_commit_owned(&mut self, offset: Offset, commit: Commit) -> Result<(), ApplyError> {
+        let stamp = Stamp {
+            offset,
+            ts_ms: commit.ts,
+        };
+        for event in commit.events {
+            match event {
+                Event::ValueSet {
+                    context,
+                    key,
+                    value,
+                } => {
+                    let c = self.live_mut(&context)?;
+                    c.values.insert(key, StoredValue(value.into_vec()));
+                    c.updated = stamp;
+                }
+                event => self.apply(stamp, &event)?,
+            }
+        }
+        self.offset = offset;
+        Ok(())
+    }
+
     fn live_mut(&mut self, name: &str) -> Result<&mut ContextState, ApplyError> {
         self.contexts
             .get_mut(name)
