@@ -61,6 +61,7 @@ impl Config {
             record_bytes_max: self.record_bytes_max,
             durability: self.durability,
             recovery: self.recovery,
+            verify_sealed_on_open: false,
             ..WalConfig::default()
         }
     }

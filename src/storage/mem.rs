@@ -428,8 +428,11 @@ impl StorageFile for MemFile {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
         match fault {
             Ok(()) => {
-                inode.durable = inode.data.clone();
-                inode.pending.clear();
+                // Only what was written since the last sync attempt becomes durable: writes
+                // lost by a failed sync stay lost even though reads still see them.
+                for op in inode.pending.drain(..) {
+                    apply(&mut inode.durable, &op);
+                }
                 Ok(())
             }
             Err(e) => {

@@ -67,6 +67,11 @@ pub struct WalConfig {
     pub queue_depth: usize,
     /// Most payload bytes gathered into one write. Default 8 MiB; bounds 4 KiB ..= 256 MiB.
     pub batch_bytes_max: usize,
+    /// Check every record of every sealed segment at open (default true). The engine turns
+    /// it off: it checks every record it replays (everything after its snapshot), so open
+    /// time does not grow with the length of the history; `verify` checks the rest.
+    /// Headers, names and the last segment are always checked.
+    pub verify_sealed_on_open: bool,
 }
 
 impl Default for WalConfig {
@@ -78,6 +83,7 @@ impl Default for WalConfig {
             recovery: RecoveryMode::TolerateCorruptedTail,
             queue_depth: 8192,
             batch_bytes_max: 8 * 1024 * 1024,
+            verify_sealed_on_open: true,
         }
     }
 }

@@ -163,8 +163,10 @@ fn writer_loop<S: Stage>(
         }
     }
     // Closing: make everything written durable, whatever the mode.
-    if let Err(e) = log.flush_and_sync() {
-        tracing::error!(error = %e, "final sync at close failed");
+    if log.shared.check_poison().is_ok() {
+        if let Err(e) = log.flush_and_sync() {
+            tracing::error!(error = %e, "final sync at close failed");
+        }
     }
 }
 

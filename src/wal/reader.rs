@@ -121,9 +121,19 @@ impl LogReader {
         let start = segments
             .partition_point(|s| s.first <= from.0)
             .saturating_sub(1);
+        let mut expected = None;
         for (i, seg) in segments.iter().enumerate().skip(start) {
             if seg.first > to {
                 break;
+            }
+            // Segments must follow each other without a gap (open checks only the names of
+            // segments it does not replay).
+            if let Some(expected) = expected.filter(|&e| e != seg.first) {
+                return Err(WalError::SegmentGap {
+                    file: seg.path.clone(),
+                    expected,
+                    found: seg.first,
+                });
             }
             let flow = match &seg.sealed {
                 Some(map) => {
@@ -132,8 +142,9 @@ impl LogReader {
                 }
                 None => scan_active(seg, visible, i + 1 == segments.len(), from.0, to, &mut f)?,
             };
-            if flow.is_break() {
-                break;
+            match flow {
+                ControlFlow::Break(()) => break,
+                ControlFlow::Continue(next) => expected = Some(next),
             }
         }
         Ok(())
@@ -171,11 +182,12 @@ fn scan_slice<F>(
     from: u64,
     to: u64,
     f: &mut F,
-) -> Result<ControlFlow<()>, WalError>
+) -> Result<ControlFlow<(), u64>, WalError>
 where
     F: FnMut(Record<'_>) -> ControlFlow<()>,
 {
-    for frame in FrameReader::new(body, base, first_offset, FrameLayout::default()) {
+    let mut reader = FrameReader::new(body, base, first_offset, FrameLayout::default());
+    for frame in reader.by_ref() {
         let frame: Frame<'_> = frame.map_err(|stop| stop_error(seg, stop))?;
         if frame.offset > to {
             return Ok(ControlFlow::Break(()));
@@ -192,7 +204,7 @@ where
             }
         }
     }
-    Ok(ControlFlow::Continue(()))
+    Ok(ControlFlow::Continue(reader.next_offset()))
 }
 
 /// Scans the active segment through its file, in windows of [`WINDOW_BYTES`], up to the
@@ -205,7 +217,7 @@ fn scan_active<F>(
     from: u64,
     to: u64,
     f: &mut F,
-) -> Result<ControlFlow<()>, WalError>
+) -> Result<ControlFlow<(), u64>, WalError>
 where
     F: FnMut(Record<'_>) -> ControlFlow<()>,
 {
@@ -261,5 +273,5 @@ where
         pos = reader.file_position();
         next_offset = reader.next_offset();
     }
-    Ok(ControlFlow::Continue(()))
+    Ok(ControlFlow::Continue(next_offset))
 }

@@ -146,13 +146,17 @@ impl LogWriter {
             .map_err(|e| shared.poison_with(WalError::io("fdatasync", &written.path)(e)))
     }
 
-    /// Flushes and syncs everything appended so far.
-    pub(crate) fn flush_and_sync(&mut self) -> Result<Option<Written>, WalError> {
-        let written = self.flush()?;
-        if let Some(w) = &written {
-            Self::sync(&self.shared, w)?;
-        }
-        Ok(written)
+    /// Flushes and syncs everything appended so far, whether this call wrote it or an earlier
+    /// flush did (at close, in `Batched` and `Never` modes, nothing else may have synced it).
+    pub(crate) fn flush_and_sync(&mut self) -> Result<(), WalError> {
+        self.flush()?;
+        self.shared.check_poison()?;
+        let a = &self.active;
+        Counters::add(&self.shared.counters.syncs, 1);
+        a.file.sync_data().map_err(|e| {
+            self.shared
+                .poison_with(WalError::io("fdatasync", &a.path)(e))
+        })
     }
 
     /// Writes and syncs what is buffered, seals the active segment and starts the next one.
