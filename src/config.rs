@@ -32,6 +32,12 @@ pub struct Config {
     /// Largest commit record, in bytes. Default 32 MiB; bounds 1 KiB ..= 256 MiB and at most
     /// a segment.
     pub record_bytes_max: u64,
+    /// Create the store tamper-evident: every record carries a BLAKE3 chain hash over the
+    /// previous one, so that [`digest`](crate::ContextManager::digest) and
+    /// [`verify_against`](crate::ContextManager::verify_against) can prove history was not
+    /// rewritten. Chosen when the store is created (an existing store keeps its choice).
+    /// Default false.
+    pub tamper_evident: bool,
     /// The file system. Default the real one; tests pass a
     /// [`MemStorage`](crate::storage::MemStorage).
     pub storage: Arc<dyn Storage>,
@@ -50,6 +56,7 @@ impl Config {
             recovery: RecoveryMode::TolerateCorruptedTail,
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             record_bytes_max: 32 * 1024 * 1024,
+            tamper_evident: false,
             storage: Arc::new(FsStorage),
         }
     }
@@ -62,6 +69,7 @@ impl Config {
             durability: self.durability,
             recovery: self.recovery,
             verify_sealed_on_open: false,
+            chain_hash: self.tamper_evident,
             ..WalConfig::default()
         }
     }

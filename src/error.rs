@@ -160,6 +160,23 @@ pub enum Error {
     /// The manager was closed.
     #[error("the store is closed")]
     Closed,
+    /// The local history does not produce the digest it was checked against: it was
+    /// rewritten after the digest was taken.
+    #[error("history does not match the digest at offset {offset}: expected chain hash {expected}, found {found}")]
+    Tampered {
+        /// The digest's offset.
+        offset: Offset,
+        /// The digest's chain hash, hex.
+        expected: String,
+        /// The local chain hash at that offset, hex (empty if none).
+        found: String,
+    },
+    /// A tamper-evidence call on a store created without it.
+    #[error("store {dir} is not tamper-evident (it was created without chain hashes)")]
+    NotTamperEvident {
+        /// The store.
+        dir: PathBuf,
+    },
 }
 
 /// Why state could not be rebuilt.

@@ -19,6 +19,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod digest;
 pub mod error;
 pub mod event;
 pub mod manager;
@@ -33,6 +34,7 @@ pub mod wal;
 
 pub use adapter::{create_adapter, create_adapter_with_config, AdapterConfig, ContextAdapter};
 pub use config::Config;
+pub use digest::Digest;
 pub use error::{Error, Result};
 pub use manager::{
     create_manager, create_manager_with_config, At, ContextManager, Op, Receipt, Update,

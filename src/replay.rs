@@ -14,11 +14,19 @@ pub fn for_each_commit<F>(reader: &LogReader, from: Offset, to: Offset, mut f: F
 where
     F: FnMut(Offset, Commit) -> Result<ControlFlow<()>>,
 {
+    for_each_chained(reader, from, to, |offset, commit, _| f(offset, commit))
+}
+
+/// [`for_each_commit`], with each record's chain hash (tamper-evident stores).
+pub fn for_each_chained<F>(reader: &LogReader, from: Offset, to: Offset, mut f: F) -> Result<()>
+where
+    F: FnMut(Offset, Commit, Option<[u8; 32]>) -> Result<ControlFlow<()>>,
+{
     let mut failed = None;
     reader.scan(from, to, |rec| {
         let step = Commit::decode(rec.offset, rec.payload)
             .map_err(Error::from)
-            .and_then(|commit| f(rec.offset, commit));
+            .and_then(|commit| f(rec.offset, commit, rec.chain));
         match step {
             Ok(flow) => flow,
             Err(e) => {
@@ -52,12 +60,13 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
     if to.0.saturating_sub(from.0) < 4 * REPLAY_BATCH as u64 {
         return replay_inline(reader, state, from, to);
     }
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Offset, Commit)>>(4);
+    type Decoded = (Offset, Commit, Option<[u8; 32]>);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(4);
     std::thread::scope(|scope| {
         let decoder = scope.spawn(move || {
             let mut batch = Vec::with_capacity(REPLAY_BATCH);
-            for_each_commit(reader, from, to, |offset, commit| {
-                batch.push((offset, commit));
+            for_each_chained(reader, from, to, |offset, commit, chain| {
+                batch.push((offset, commit, chain));
                 if batch.len() == REPLAY_BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
                     if tx.send(full).is_err() {
@@ -73,11 +82,12 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
         let mut applied = 0;
         let mut failed = None;
         for batch in rx.iter() {
-            for (offset, commit) in batch {
+            for (offset, commit, chain) in batch {
                 if let Err(e) = state.apply_commit_owned(offset, commit) {
                     failed = Some(inconsistent(offset, e));
                     break;
                 }
+                state.set_chain(chain);
                 applied += 1;
             }
             if failed.is_some() {
@@ -97,10 +107,11 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
 
 fn replay_inline(reader: &LogReader, state: &mut State, from: Offset, to: Offset) -> Result<u64> {
     let mut applied = 0;
-    for_each_commit(reader, from, to, |offset, commit| {
+    for_each_chained(reader, from, to, |offset, commit, chain| {
         state
             .apply_commit_owned(offset, commit)
             .map_err(|e| inconsistent(offset, e))?;
+        state.set_chain(chain);
         applied += 1;
         Ok(ControlFlow::Continue(()))
     })?;

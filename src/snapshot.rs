@@ -165,6 +165,18 @@ pub fn newest_valid(
     at_least: Offset,
     at_most: Offset,
 ) -> Result<(Option<State>, Vec<SkippedSnapshot>), RecoveryError> {
+    newest_accepted(storage, dir, store_id, at_least, at_most, &|_| Ok(()))
+}
+
+/// [`newest_valid`], also passing each candidate through `accept` (which says why it refuses).
+pub fn newest_accepted(
+    storage: &dyn Storage,
+    dir: &Path,
+    store_id: [u8; 16],
+    at_least: Offset,
+    at_most: Offset,
+    accept: &dyn Fn(&State) -> Result<(), String>,
+) -> Result<(Option<State>, Vec<SkippedSnapshot>), RecoveryError> {
     let (snaps, _) = list(storage, dir)?;
     let mut skipped = Vec::new();
     for (offset, path) in snaps.into_iter().rev() {
@@ -178,7 +190,15 @@ pub fn newest_valid(
         if offset < at_least {
             continue;
         }
-        match load(storage, &path, store_id) {
+        let checked = load(storage, &path, store_id).and_then(|state| {
+            accept(&state)
+                .map(|()| state)
+                .map_err(|reason| RecoveryError::BadSnapshot {
+                    file: path.clone(),
+                    reason,
+                })
+        });
+        match checked {
             Ok(state) => return Ok((Some(state), skipped)),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "skipping a snapshot that fails its checks");

@@ -137,6 +137,10 @@ pub struct State {
     points: OrdMap<String, Offset>,
     offset: Offset,
     compacted_before: Offset,
+    /// Chain hash of the commit at `offset` (tamper-evident stores): snapshots record it, and
+    /// open rejects a snapshot whose hash does not match the log's.
+    #[serde(default)]
+    chain: Option<[u8; 32]>,
 }
 
 /// Why an event does not apply (the caller turns it into a typed error).
@@ -218,6 +222,15 @@ impl State {
     /// One recovery point.
     pub fn recovery_point(&self, label: &str) -> Option<Offset> {
         self.points.get(label).copied()
+    }
+
+    /// Chain hash of the commit at [`State::offset`] (`None` unless tamper-evident).
+    pub fn chain(&self) -> Option<[u8; 32]> {
+        self.chain
+    }
+
+    pub(crate) fn set_chain(&mut self, chain: Option<[u8; 32]>) {
+        self.chain = chain;
     }
 
     /// Offsets before this were compacted away.

@@ -92,6 +92,21 @@ pub enum CorruptionKind {
         /// The offset found in the frame.
         found: u64,
     },
+    /// The frame claims more bytes than the input holds, yet an intact record follows it: its
+    /// length field was damaged.
+    #[error(
+        "record length {len} runs past the end ({available} bytes left) with records after it"
+    )]
+    LengthPastEnd {
+        /// The length found.
+        len: u32,
+        /// Bytes from the frame to the end of the input.
+        available: u64,
+    },
+    /// The record is intact but its chain hash does not follow from the previous record's:
+    /// history was rewritten (or a segment's seed altered).
+    #[error("chain hash does not follow from the previous record")]
+    ChainMismatch,
     /// An all-zero frame header followed by non-zero bytes: data after a hole.
     #[error("zero-filled frame header followed by data")]
     DataAfterZeros,

@@ -68,6 +68,25 @@ pub fn frame_crc(len: u32, offset: u64, chain_hash: Option<&[u8]>, payload: &[u8
     h.finalize()
 }
 
+/// The chain value before a store's first record: BLAKE3's key derivation over the store id,
+/// so that two stores never share a chain.
+pub fn chain_genesis(store_id: &[u8; STORE_ID_LEN]) -> [u8; CHAIN_HASH_LEN] {
+    blake3::derive_key(CHAIN_GENESIS_CONTEXT, store_id)
+}
+
+/// The chain hash of a record: `BLAKE3(previous chain hash || offset (u64 LE) || payload)`.
+pub fn chain_next(
+    prev: &[u8; CHAIN_HASH_LEN],
+    offset: u64,
+    payload: &[u8],
+) -> [u8; CHAIN_HASH_LEN] {
+    let mut h = blake3::Hasher::new();
+    h.update(prev);
+    h.update(&offset.to_le_bytes());
+    h.update(payload);
+    *h.finalize().as_bytes()
+}
+
 /// Appends one frame to `out`. Allocates only if `out` has to grow.
 pub fn encode_frame(
     out: &mut Vec<u8>,

@@ -66,6 +66,23 @@ pub const CHAIN_HASH_LEN: usize = 32;
 
 const _: () = assert!(FRAME_HEADER_LEN == 16);
 
+/// In a file whose header has [`FLAG_CHAIN_HASH`], a chain value of this length follows the
+/// header: for a segment, the chain hash before its first record (its *seed*); for a snapshot,
+/// the chain hash of the record at its offset. Records or chunks start after it.
+pub const CHAIN_SEED_LEN: usize = CHAIN_HASH_LEN;
+
+/// BLAKE3 key-derivation context for a store's chain genesis (see [`crate::chain_genesis`]).
+pub const CHAIN_GENESIS_CONTEXT: &str = "ctxlog 2026-11-27 chain genesis v1";
+
+/// Where the first record (or snapshot chunk) of a file starts.
+pub const fn body_start(chain_hash: bool) -> usize {
+    if chain_hash {
+        HEADER_LEN + CHAIN_SEED_LEN
+    } else {
+        HEADER_LEN
+    }
+}
+
 /// The largest payload a record may carry (256 MiB). Writers may impose a smaller limit; no
 /// reader accepts a larger one, so a corrupted length can never make a reader allocate or map
 /// past this bound.

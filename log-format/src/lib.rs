@@ -28,7 +28,7 @@ mod reader;
 mod snapshot;
 
 pub use error::{CorruptionKind, EncodeError, HeaderError};
-pub use frame::{encode_frame, frame_crc, Frame, FrameLayout};
+pub use frame::{chain_genesis, chain_next, encode_frame, frame_crc, Frame, FrameLayout};
 pub use header::{FileHeader, FileKind};
 pub use le::all_zero;
 pub use reader::{FrameReader, Stop};

@@ -2,7 +2,7 @@
 //! corruption apart (FORMAT.md, "Reading").
 
 use crate::error::CorruptionKind;
-use crate::frame::{frame_crc, raw_header, Frame, FrameLayout};
+use crate::frame::{chain_next, frame_crc, raw_header, Frame, FrameLayout};
 use crate::layout::*;
 use crate::le::all_zero;
 
@@ -39,6 +39,7 @@ pub struct FrameReader<'a> {
     next_offset: u64,
     layout: FrameLayout,
     payload_max: u32,
+    chain: Option<[u8; CHAIN_HASH_LEN]>,
     done: bool,
 }
 
@@ -53,6 +54,7 @@ impl<'a> FrameReader<'a> {
             next_offset: first_offset,
             layout,
             payload_max: RECORD_PAYLOAD_MAX,
+            chain: None,
             done: false,
         }
     }
@@ -84,6 +86,64 @@ impl<'a> FrameReader<'a> {
             kind,
         };
         self.stop(stop)
+    }
+
+    /// A frame that fails in a way a crash mid-write could explain is a torn tail only if no
+    /// intact record follows it: a crash persists a prefix of what was written, so a valid
+    /// next record after a failed one means the failed one was damaged after it was written
+    /// (a flipped length bit must not silently drop the acknowledged records after it).
+    fn torn_unless_followed(&mut self, kind: CorruptionKind) -> Option<Result<Frame<'a>, Stop>> {
+        let next = self.next_offset.wrapping_add(1);
+        if next != 0 && self.valid_frame_after(self.pos + 1, next) {
+            return self.corrupt(kind);
+        }
+        self.torn()
+    }
+
+    /// True if an intact frame carrying `offset` starts anywhere at or after `from`. Only
+    /// runs on the failure path (recovery after a crash), never per record.
+    fn valid_frame_after(&self, from: usize, offset: u64) -> bool {
+        let needle = offset.to_le_bytes();
+        let overhead = self.layout.overhead();
+        let last = self.buf.len().saturating_sub(FRAME_HEADER_LEN);
+        (from..=last).any(|at| {
+            let Some(field) = self
+                .buf
+                .get(at + FRAME_OFFSET_POS..at + FRAME_OFFSET_POS + 8)
+            else {
+                return false;
+            };
+            if field != needle {
+                return false;
+            }
+            let Some(raw) = raw_header(self.buf, at) else {
+                return false;
+            };
+            if raw.len > self.payload_max {
+                return false;
+            }
+            let end = at + overhead + raw.len as usize;
+            let (Some(chain), Some(payload)) = (
+                self.buf.get(at + FRAME_HEADER_LEN..at + overhead),
+                self.buf.get(at + overhead..end),
+            ) else {
+                return false;
+            };
+            let chain = self.layout.chain_hash.then_some(chain);
+            frame_crc(raw.len, raw.offset, chain, payload) == raw.crc
+        })
+    }
+
+    /// Verifies the chain hash of every frame, starting from `seed` (the chain value before the
+    /// first frame: a segment's stored seed). Only meaningful for a layout with a chain hash.
+    pub fn with_chain(mut self, seed: [u8; CHAIN_HASH_LEN]) -> Self {
+        self.chain = Some(seed);
+        self
+    }
+
+    /// The chain value after the last frame returned (the seed if none), when verifying.
+    pub fn chain_value(&self) -> Option<[u8; CHAIN_HASH_LEN]> {
+        self.chain
     }
 
     fn rest(&self, from: usize) -> &'a [u8] {
@@ -132,18 +192,22 @@ impl<'a> Iterator for FrameReader<'a> {
                 .get(self.pos + FRAME_HEADER_LEN..self.pos + overhead),
             self.buf.get(self.pos + overhead..end),
         ) else {
-            return self.torn();
+            let kind = CorruptionKind::LengthPastEnd {
+                len: raw.len,
+                available: (self.buf.len() - self.pos) as u64,
+            };
+            return self.torn_unless_followed(kind);
         };
         let chain = self.layout.chain_hash.then_some(chain);
         let computed = frame_crc(raw.len, raw.offset, chain, payload);
         if computed != raw.crc {
-            if all_zero(self.rest(end)) {
-                return self.torn();
-            }
             let kind = CorruptionKind::Checksum {
                 stored: raw.crc,
                 computed,
             };
+            if all_zero(self.rest(end)) {
+                return self.torn_unless_followed(kind);
+            }
             return self.corrupt(kind);
         }
         // Offset 0 is never a record offset; it is also what `next_offset` wraps to after
@@ -155,10 +219,18 @@ impl<'a> Iterator for FrameReader<'a> {
             };
             return self.corrupt(kind);
         }
+        let chain_hash: Option<&[u8; CHAIN_HASH_LEN]> = chain.and_then(|c| c.try_into().ok());
+        if let (Some(prev), Some(stored)) = (&self.chain, chain_hash) {
+            let expected = chain_next(prev, raw.offset, payload);
+            if &expected != stored {
+                return self.corrupt(CorruptionKind::ChainMismatch);
+            }
+            self.chain = Some(expected);
+        }
         let frame = Frame {
             position: self.file_position(),
             offset: raw.offset,
-            chain_hash: chain.and_then(|c| c.try_into().ok()),
+            chain_hash,
             payload,
         };
         self.pos = end;

@@ -1,6 +1,7 @@
 //! The context manager: create, read, update and delete contexts; history; recovery points;
 //! point-in-time reads and restores; snapshots.
 
+mod audit;
 mod hub;
 mod open;
 mod ops;

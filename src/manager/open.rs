@@ -42,12 +42,28 @@ pub(crate) fn rebuild(
     at: Offset,
 ) -> Result<(State, Option<Offset>, Vec<SkippedSnapshot>, u64)> {
     let first = reader.first_offset();
-    let (snap, skipped) = snapshot::newest_valid(
+    // In a tamper-evident store a snapshot must carry the log's chain hash at its offset.
+    let accept = |state: &State| -> std::result::Result<(), String> {
+        if !reader.tamper_evident() {
+            return Ok(());
+        }
+        let logged = reader.chain_at(state.offset()).map_err(|e| e.to_string())?;
+        if logged.is_some() && logged == state.chain() {
+            Ok(())
+        } else {
+            Err(format!(
+                "its chain hash does not match the log's at offset {}",
+                state.offset()
+            ))
+        }
+    };
+    let (snap, skipped) = snapshot::newest_accepted(
         &*config.storage,
         &config.dir,
         reader.store_id(),
         first.prev(),
         at,
+        &accept,
     )?;
     let from = snap.as_ref().map(State::offset);
     let mut state = match snap {

@@ -174,6 +174,7 @@ impl Stage for CommitStage {
             return None;
         }
         state.set_offset(offset);
+        state.set_chain(log.chain());
         self.state = state.clone();
         let versions = commit
             .events

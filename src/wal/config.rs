@@ -1,7 +1,7 @@
 //! Configuration of the log: every field documents its default and bounds.
 
 use super::WalError;
-use ctxlog_format::layout::{HEADER_LEN, RECORD_PAYLOAD_MAX};
+use ctxlog_format::layout::{body_start, RECORD_PAYLOAD_MAX};
 use ctxlog_format::FrameLayout;
 use std::time::Duration;
 
@@ -72,6 +72,10 @@ pub struct WalConfig {
     /// time does not grow with the length of the history; `verify` checks the rest.
     /// Headers, names and the last segment are always checked.
     pub verify_sealed_on_open: bool,
+    /// Create new stores tamper-evident: every record carries a BLAKE3 chain hash over the
+    /// previous one, its offset and its payload (log-format/FORMAT.md). Chosen once, when the
+    /// store is created; an existing store keeps what its segment headers say. Default false.
+    pub chain_hash: bool,
 }
 
 impl Default for WalConfig {
@@ -84,6 +88,7 @@ impl Default for WalConfig {
             queue_depth: 8192,
             batch_bytes_max: 8 * 1024 * 1024,
             verify_sealed_on_open: true,
+            chain_hash: false,
         }
     }
 }
@@ -112,9 +117,10 @@ impl WalConfig {
             "record_bytes_max",
             || format!("{rec} is outside 1 ..= {RECORD_PAYLOAD_MAX}"),
         )?;
-        let largest_frame = FrameLayout::default().frame_len(rec as usize) as u64;
+        let chain = self.chain_hash;
+        let largest_frame = FrameLayout { chain_hash: chain }.frame_len(rec as usize) as u64;
         check(
-            HEADER_LEN as u64 + largest_frame <= seg,
+            body_start(chain) as u64 + largest_frame <= seg,
             "record_bytes_max",
             || format!("a {rec}-byte record does not fit in a {seg}-byte segment"),
         )?;

@@ -77,6 +77,12 @@ pub enum WalError {
         /// The file's store id, hex.
         found: String,
     },
+    /// Segments of one store disagree on their layout (chain hash or not).
+    #[error("segment {file} has another record layout (chain hash) than the segments before it")]
+    LayoutMismatch {
+        /// The segment.
+        file: PathBuf,
+    },
     /// A torn tail found under [`RecoveryMode::AbsoluteConsistency`](super::RecoveryMode).
     #[error("torn record at the tail of {file} at byte {position} (absolute-consistency mode)")]
     TornTail {
@@ -142,6 +148,7 @@ impl WalError {
                 | WalError::SegmentGap { .. }
                 | WalError::MisnamedSegment { .. }
                 | WalError::ForeignStore { .. }
+                | WalError::LayoutMismatch { .. }
                 | WalError::TornTail { .. }
         )
     }
@@ -207,6 +214,7 @@ impl WalError {
                 expected: expected.clone(),
                 found: found.clone(),
             },
+            LayoutMismatch { file } => LayoutMismatch { file: file.clone() },
             TornTail { file, position } => TornTail {
                 file: file.clone(),
                 position: *position,

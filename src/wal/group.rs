@@ -176,6 +176,7 @@ fn publish(shared: &Shared, written: &Written) {
         last: written.last,
         segment_first: written.segment_first,
         end: written.end,
+        chain: written.chain,
     };
 }
 

@@ -1,11 +1,12 @@
 //! Reading records back: from any offset, across sealed (mapped) and active (read through the
 //! file, in windows) segments.
 
+use super::segment::read_seed;
 use super::shared::{SegmentEntry, Shared, Visible};
 use super::WalError;
 use crate::offset::Offset;
-use ctxlog_format::layout::HEADER_LEN;
-use ctxlog_format::{Frame, FrameLayout, FrameReader, Stop};
+use ctxlog_format::layout::{body_start, HEADER_LEN};
+use ctxlog_format::{chain_genesis, CorruptionKind, FrameLayout, FrameReader, Stop};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct Record<'a> {
     pub offset: Offset,
     /// Its payload, borrowed for the duration of the callback.
     pub payload: &'a [u8],
+    /// Its chain hash (tamper-evident stores).
+    pub chain: Option<[u8; 32]>,
     /// Its segment file.
     pub file: &'a Path,
     /// Byte position of its frame in the file.
@@ -95,7 +98,9 @@ impl LogReader {
     }
 
     /// Calls `f` for every record with offset in `from..=to` (bounded by what is visible), in
-    /// order. Every frame's CRC and offset are checked on the way; a failure is a
+    /// order. Every frame's CRC and offset are checked on the way, and in a tamper-evident
+    /// store every chain hash, from the seed of the segment where the scan starts; consecutive
+    /// segments must follow each other in offsets and chain. A failure is a
     /// [`WalError::Corruption`] naming the file and position.
     pub fn scan<F>(&self, from: Offset, to: Offset, mut f: F) -> Result<(), WalError>
     where
@@ -117,37 +122,95 @@ impl LogReader {
         if from.0 > to {
             return Ok(());
         }
+        let layout = self.shared.layout;
+        let genesis = chain_genesis(&self.shared.store_id);
         // The segment holding `from` is the last one whose first offset is <= from.
         let start = segments
             .partition_point(|s| s.first <= from.0)
             .saturating_sub(1);
-        let mut expected = None;
+        let mut expected: Option<(u64, Option<[u8; 32]>)> = None;
         for (i, seg) in segments.iter().enumerate().skip(start) {
             if seg.first > to {
                 break;
             }
-            // Segments must follow each other without a gap (open checks only the names of
-            // segments it does not replay).
-            if let Some(expected) = expected.filter(|&e| e != seg.first) {
-                return Err(WalError::SegmentGap {
-                    file: seg.path.clone(),
-                    expected,
-                    found: seg.first,
-                });
-            }
-            let flow = match &seg.sealed {
-                Some(map) => {
-                    let body = map.bytes().get(HEADER_LEN..).unwrap_or_default();
-                    scan_slice(seg, body, HEADER_LEN as u64, seg.first, from.0, to, &mut f)?
-                }
-                None => scan_active(seg, visible, i + 1 == segments.len(), from.0, to, &mut f)?,
+            let window = Window {
+                from: from.0,
+                to,
+                layout,
             };
-            match flow {
+            let mut cursor = match &seg.sealed {
+                Some(map) => Cursor::new(seg, map.bytes(), layout)?,
+                None => match active_end(seg, visible, i + 1 == segments.len())? {
+                    Some(end) => Cursor::new_active(seg, end, layout)?,
+                    None => break,
+                },
+            };
+            // Segments follow each other without a gap, and the chain runs on from one to the
+            // next (open checks only the names of segments it does not replay).
+            let expected_seed = match expected {
+                Some((next, _)) if next != seg.first => {
+                    return Err(WalError::SegmentGap {
+                        file: seg.path.clone(),
+                        expected: next,
+                        found: seg.first,
+                    })
+                }
+                Some((_, chain)) => chain,
+                None if seg.first == 1 => layout.chain_hash.then_some(genesis),
+                None => None,
+            };
+            if let (Some(want), Some(seed)) = (expected_seed, cursor.chain) {
+                if want != seed {
+                    return Err(WalError::Corruption {
+                        file: seg.path.clone(),
+                        position: HEADER_LEN as u64,
+                        offset: seg.first,
+                        kind: CorruptionKind::ChainMismatch,
+                    });
+                }
+            }
+            match cursor.run(window, &mut f)? {
                 ControlFlow::Break(()) => break,
-                ControlFlow::Continue(next) => expected = Some(next),
+                ControlFlow::Continue(()) => expected = Some((cursor.next, cursor.chain)),
             }
         }
         Ok(())
+    }
+
+    /// The chain hash of the record at `offset` (`None` unless the store is tamper-evident).
+    pub fn chain_at(&self, offset: Offset) -> Result<Option<[u8; 32]>, WalError> {
+        if !self.shared.layout.chain_hash {
+            return Ok(None);
+        }
+        if offset == Offset::ZERO {
+            return Ok(Some(chain_genesis(&self.shared.store_id)));
+        }
+        // Just before the first record kept after compaction: that segment's seed.
+        let first = self.shared.read_table().segments.first().cloned();
+        if let Some(seg) = first.filter(|s| s.first == offset.0 + 1) {
+            let mut seed = [0u8; 32];
+            seg.file
+                .read_exact_at(&mut seed, HEADER_LEN as u64)
+                .map_err(WalError::io("read", &seg.path))?;
+            return Ok(Some(seed));
+        }
+        let mut found = None;
+        self.scan(offset, offset, |r| {
+            found = r.chain;
+            ControlFlow::Break(())
+        })?;
+        Ok(found)
+    }
+
+    /// True if records carry a chain hash (a tamper-evident store).
+    pub fn tamper_evident(&self) -> bool {
+        self.shared.layout.chain_hash
+    }
+
+    /// The last visible offset and its chain hash (`None` unless tamper-evident).
+    pub fn digest(&self) -> (Offset, Option<[u8; 32]>) {
+        let table = self.shared.read_table();
+        (Offset(table.visible.last), table.visible.chain)
     }
 }
 
@@ -167,111 +230,165 @@ fn stop_error(seg: &SegmentEntry, stop: Stop) -> WalError {
             file: seg.path.clone(),
             position,
             offset: 0,
-            kind: ctxlog_format::CorruptionKind::Truncated,
+            kind: CorruptionKind::Truncated,
         },
     }
 }
 
-/// Scans the frames of `body` (file position `base`, first offset `first_offset`); returns
-/// `Break` once past `to`, and where the frames stopped.
-fn scan_slice<F>(
-    seg: &SegmentEntry,
-    body: &[u8],
-    base: u64,
-    first_offset: u64,
-    from: u64,
-    to: u64,
-    f: &mut F,
-) -> Result<ControlFlow<(), u64>, WalError>
-where
-    F: FnMut(Record<'_>) -> ControlFlow<()>,
-{
-    let mut reader = FrameReader::new(body, base, first_offset, FrameLayout::default());
-    for frame in reader.by_ref() {
-        let frame: Frame<'_> = frame.map_err(|stop| stop_error(seg, stop))?;
-        if frame.offset > to {
-            return Ok(ControlFlow::Break(()));
-        }
-        if frame.offset >= from {
-            let rec = Record {
-                offset: Offset(frame.offset),
-                payload: frame.payload,
-                file: &seg.path,
-                position: frame.position,
-            };
-            if f(rec).is_break() {
-                return Ok(ControlFlow::Break(()));
-            }
-        }
-    }
-    Ok(ControlFlow::Continue(reader.next_offset()))
-}
-
-/// Scans the active segment through its file, in windows of [`WINDOW_BYTES`], up to the
-/// visible end (only bytes that are visible are ever read, so a concurrent write is never
-/// observed half done).
-fn scan_active<F>(
+/// Where the readable part of a segment that is not sealed ends, or `None` if nothing in it
+/// is visible yet.
+fn active_end(
     seg: &SegmentEntry,
     visible: Visible,
     is_last: bool,
+) -> Result<Option<u64>, WalError> {
+    if visible.segment_first == seg.first {
+        Ok(Some(visible.end))
+    } else if is_last || visible.segment_first < seg.first {
+        Ok(None)
+    } else {
+        seg.file
+            .len()
+            .map(Some)
+            .map_err(WalError::io("stat", &seg.path))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Window {
     from: u64,
     to: u64,
-    f: &mut F,
-) -> Result<ControlFlow<(), u64>, WalError>
-where
-    F: FnMut(Record<'_>) -> ControlFlow<()>,
-{
-    let end = if visible.segment_first == seg.first {
-        visible.end
-    } else if is_last || visible.segment_first < seg.first {
-        return Ok(ControlFlow::Break(()));
-    } else {
-        seg.file.len().map_err(WalError::io("stat", &seg.path))?
-    };
-    let mut pos = HEADER_LEN as u64;
-    let mut next_offset = seg.first;
-    let mut window_len = WINDOW_BYTES as u64;
-    let mut window = Vec::new();
-    while pos < end {
-        let reaches_end = window_len >= end - pos;
-        window.resize(window_len.min(end - pos) as usize, 0);
-        seg.file
-            .read_exact_at(&mut window, pos)
-            .map_err(WalError::io("read", &seg.path))?;
-        let mut reader = FrameReader::new(&window, pos, next_offset, FrameLayout::default());
-        let mut progressed = false;
+    layout: FrameLayout,
+}
+
+/// Walks one segment's frames: from its mapping, or through its file in windows of
+/// [`WINDOW_BYTES`] up to the visible end (only visible bytes are ever read, so a concurrent
+/// write is never observed half done).
+struct Cursor<'s> {
+    seg: &'s SegmentEntry,
+    mapped: Option<&'s [u8]>,
+    start: u64,
+    end: u64,
+    next: u64,
+    chain: Option<[u8; 32]>,
+}
+
+impl<'s> Cursor<'s> {
+    fn new(seg: &'s SegmentEntry, bytes: &'s [u8], layout: FrameLayout) -> Result<Self, WalError> {
+        let chain = layout
+            .chain_hash
+            .then(|| read_seed(bytes).unwrap_or_default());
+        let start = body_start(layout.chain_hash) as u64;
+        let end = bytes.len() as u64;
+        Ok(Cursor {
+            seg,
+            mapped: Some(bytes),
+            start,
+            end,
+            next: seg.first,
+            chain,
+        })
+    }
+
+    fn new_active(seg: &'s SegmentEntry, end: u64, layout: FrameLayout) -> Result<Self, WalError> {
+        let chain = if layout.chain_hash {
+            let mut seed = [0u8; 32];
+            seg.file
+                .read_exact_at(&mut seed, HEADER_LEN as u64)
+                .map_err(WalError::io("read", &seg.path))?;
+            Some(seed)
+        } else {
+            None
+        };
+        let start = body_start(layout.chain_hash) as u64;
+        Ok(Cursor {
+            seg,
+            mapped: None,
+            start,
+            end,
+            next: seg.first,
+            chain,
+        })
+    }
+
+    fn run<F>(&mut self, w: Window, f: &mut F) -> Result<ControlFlow<()>, WalError>
+    where
+        F: FnMut(Record<'_>) -> ControlFlow<()>,
+    {
+        if let Some(bytes) = self.mapped {
+            let body = bytes.get(self.start as usize..).unwrap_or_default();
+            return self
+                .frames(body, self.start, true, w, f)
+                .map(|(flow, _)| flow);
+        }
+        let mut pos = self.start;
+        let mut window_len = WINDOW_BYTES as u64;
+        let mut buf = Vec::new();
+        while pos < self.end {
+            let reaches_end = window_len >= self.end - pos;
+            buf.resize(window_len.min(self.end - pos) as usize, 0);
+            self.seg
+                .file
+                .read_exact_at(&mut buf, pos)
+                .map_err(WalError::io("read", &self.seg.path))?;
+            let (flow, read_to) = self.frames(&buf, pos, reaches_end, w, f)?;
+            if flow.is_break() || reaches_end {
+                return Ok(flow);
+            }
+            if read_to == pos {
+                // One frame larger than the window: grow the window until it holds it.
+                window_len *= 2;
+            }
+            pos = read_to;
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Yields the frames of `body` (file position `base`); a frame cut by the end of a window
+    /// that does not reach the segment's end is left for the next window. Returns the flow
+    /// and where the last whole frame ended.
+    fn frames<F>(
+        &mut self,
+        body: &[u8],
+        base: u64,
+        reaches_end: bool,
+        w: Window,
+        f: &mut F,
+    ) -> Result<(ControlFlow<()>, u64), WalError>
+    where
+        F: FnMut(Record<'_>) -> ControlFlow<()>,
+    {
+        let mut reader = FrameReader::new(body, base, self.next, w.layout);
+        if let Some(seed) = self.chain {
+            reader = reader.with_chain(seed);
+        }
+        let mut flow = ControlFlow::Continue(());
         for frame in reader.by_ref() {
             let frame = match frame {
                 Ok(frame) => frame,
-                // A frame cut by the window's end: read the next window from its start.
                 Err(Stop::TornTail { .. }) if !reaches_end => break,
-                Err(stop) => return Err(stop_error(seg, stop)),
+                Err(stop) => return Err(stop_error(self.seg, stop)),
             };
-            progressed = true;
-            if frame.offset > to {
-                return Ok(ControlFlow::Break(()));
+            if frame.offset > w.to {
+                flow = ControlFlow::Break(());
+                break;
             }
-            if frame.offset >= from {
+            if frame.offset >= w.from {
                 let rec = Record {
                     offset: Offset(frame.offset),
                     payload: frame.payload,
-                    file: &seg.path,
+                    chain: frame.chain_hash.copied(),
+                    file: &self.seg.path,
                     position: frame.position,
                 };
                 if f(rec).is_break() {
-                    return Ok(ControlFlow::Break(()));
+                    flow = ControlFlow::Break(());
+                    break;
                 }
             }
         }
-        if reaches_end {
-            break;
-        }
-        if !progressed {
-            // One frame larger than the window: grow the window until it holds it.
-            window_len *= 2;
-        }
-        pos = reader.file_position();
-        next_offset = reader.next_offset();
+        self.next = reader.next_offset();
+        self.chain = reader.chain_value().or(self.chain);
+        Ok((flow, reader.file_position()))
     }
-    Ok(ControlFlow::Continue(next_offset))
 }

@@ -1,14 +1,14 @@
 //! Opening the log: lock, scan every segment, check every frame, repair a torn tail, and report
 //! whatever was dropped. Nothing is deleted silently.
 
-use super::segment::{create_segment, now_ms, parse_segment_name};
+use super::segment::{create_segment, now_ms, parse_segment_name, read_seed};
 use super::shared::{SegmentEntry, Shared, Table, Visible};
 use super::writer::{Active, LogWriter};
 use super::{RecoveryMode, WalConfig, WalError};
 use crate::storage::{write_zeros, LockFailure, Mapped, OpenMode, Storage, StorageFile};
-use ctxlog_format::layout::HEADER_LEN;
+use ctxlog_format::layout::{body_start, FLAG_CHAIN_HASH, HEADER_LEN};
 use ctxlog_format::{
-    all_zero, CorruptionKind, FileHeader, FileKind, FrameLayout, FrameReader, Stop,
+    all_zero, chain_genesis, CorruptionKind, FileHeader, FileKind, FrameLayout, FrameReader, Stop,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,6 +71,10 @@ struct Scanned {
     next: u64,
     /// End of its last record.
     end: u64,
+    /// Chain hash after its last record, when scanned (tamper-evident stores).
+    chain: Option<[u8; 32]>,
+    /// Every record was checked (false: only the header, see `verify_sealed_on_open`).
+    checked: bool,
 }
 
 /// Where point-in-time recovery cuts the log: in segment `index`, at `position` (or the whole
@@ -132,13 +136,17 @@ pub(crate) fn open_log(
         }
     }
     segs.sort();
-    let (store_id, scanned) = if segs.is_empty() {
+    let (store_id, layout, scanned) = if segs.is_empty() {
         report.created = true;
-        (new_store_id(dir)?, Vec::new())
+        let layout = FrameLayout {
+            chain_hash: config.chain_hash,
+        };
+        (new_store_id(dir)?, layout, Vec::new())
     } else {
         scan_all(&*storage, &wal_dir, &segs, &config, &mut report)?
     };
-    finish(storage, wal_dir, store_id, scanned, config, lock, report)
+    let identity = (store_id, layout);
+    finish(storage, wal_dir, identity, scanned, config, lock, report)
 }
 
 fn new_store_id(dir: &Path) -> Result<[u8; 16], WalError> {
@@ -158,9 +166,10 @@ fn scan_all(
     segs: &[(u64, PathBuf)],
     config: &WalConfig,
     report: &mut RecoveryReport,
-) -> Result<([u8; 16], Vec<Scanned>), WalError> {
+) -> Result<([u8; 16], FrameLayout, Vec<Scanned>), WalError> {
     let mut scanned: Vec<Scanned> = Vec::with_capacity(segs.len());
     let mut store_id = None;
+    let mut layout = None;
     let mut cut = None;
     for (index, (first, path)) in segs.iter().enumerate() {
         let is_last = index + 1 == segs.len();
@@ -174,7 +183,7 @@ fn scan_all(
             .map_err(WalError::io("open", path))?;
         let map = file.map().map_err(WalError::io("map", path))?;
         let bytes = map.bytes();
-        let header = match FileHeader::decode_kind(bytes, FileKind::Segment, 0) {
+        let header = match FileHeader::decode_kind(bytes, FileKind::Segment, FLAG_CHAIN_HASH) {
             Ok(h) => h,
             Err(_) if is_last && no_records(bytes) => {
                 // A crash interrupted the creation of this segment: it never held a record.
@@ -214,6 +223,10 @@ fn scan_all(
                 found: hex(&header.store_id),
             });
         }
+        let seg_layout = FrameLayout::from_flags(header.flags);
+        if *layout.get_or_insert(seg_layout) != seg_layout {
+            return Err(WalError::LayoutMismatch { file: path.clone() });
+        }
         if let Some(prev) = scanned.last() {
             if prev.next != *first {
                 if config.recovery == RecoveryMode::PointInTime {
@@ -238,6 +251,7 @@ fn scan_all(
             let next = segs.get(index + 1).map_or(*first, |(n, _)| *n);
             let end = bytes.len() as u64;
             report.records += next - first;
+            let (chain, checked) = (None, false);
             scanned.push(Scanned {
                 first: *first,
                 path: path.clone(),
@@ -245,14 +259,19 @@ fn scan_all(
                 map,
                 next,
                 end,
+                chain,
+                checked,
             });
             continue;
         }
-        let body = bytes.get(HEADER_LEN..).unwrap_or_default();
-        let mut reader = FrameReader::new(body, HEADER_LEN as u64, *first, FrameLayout::default());
-        let stop = reader.by_ref().find_map(Result::err);
-        let (next, end) = (reader.next_offset(), reader.file_position());
+        let expected_seed = match scanned.last() {
+            Some(prev) => prev.chain,
+            None if *first == 1 => Some(chain_genesis(&header.store_id)),
+            None => None,
+        };
+        let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed);
         report.records += next - first;
+        let checked = true;
         scanned.push(Scanned {
             first: *first,
             path: path.clone(),
@@ -260,6 +279,8 @@ fn scan_all(
             map,
             next,
             end,
+            chain,
+            checked,
         });
         match stop {
             None => {}
@@ -307,12 +328,79 @@ fn scan_all(
         Some(id) => id,
         None => new_store_id(wal_dir)?,
     };
-    Ok((id, scanned))
+    let layout = layout.unwrap_or(FrameLayout {
+        chain_hash: config.chain_hash,
+    });
+    // The segment that becomes the active one must have been scanned, for its end and its
+    // chain (it was skipped as sealed if the segment after it was a repaired one).
+    if let Some(last) = scanned.last_mut() {
+        if !last.checked {
+            let (stop, next, end, chain) = scan_records(last.map.bytes(), last.first, layout, None);
+            if let Some(stop) = stop {
+                return Err(stop_error(&last.path, stop, next));
+            }
+            report.records = report.records + next - last.next;
+            (last.next, last.end, last.chain, last.checked) = (next, end, chain, true);
+        }
+    }
+    Ok((id, layout, scanned))
+}
+
+/// Checks every record of one segment: offsets, CRCs and, for tamper-evident stores, the
+/// chain from the segment's stored seed, which must equal `expected_seed` when that is known
+/// (the genesis value, or the previous segment's last chain hash). Returns where it stopped,
+/// the next offset, the end of the last good record and the chain hash after it.
+fn scan_records(
+    bytes: &[u8],
+    first: u64,
+    layout: FrameLayout,
+    expected_seed: Option<[u8; 32]>,
+) -> (Option<Stop>, u64, u64, Option<[u8; 32]>) {
+    let start = body_start(layout.chain_hash);
+    let body = bytes.get(start..).unwrap_or_default();
+    let mut reader = FrameReader::new(body, start as u64, first, layout);
+    if layout.chain_hash {
+        let seed = read_seed(bytes).unwrap_or_default();
+        if expected_seed.is_some_and(|e| e != seed) {
+            let stop = Stop::Corrupt {
+                position: HEADER_LEN as u64,
+                offset: first,
+                kind: CorruptionKind::ChainMismatch,
+            };
+            return (Some(stop), first, start as u64, None);
+        }
+        reader = reader.with_chain(seed);
+    }
+    let stop = reader.by_ref().find_map(Result::err);
+    (
+        stop,
+        reader.next_offset(),
+        reader.file_position(),
+        reader.chain_value(),
+    )
+}
+
+fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
+    let (position, offset, kind) = match stop {
+        Stop::Corrupt {
+            position,
+            offset,
+            kind,
+        } => (position, offset, kind),
+        Stop::TornTail { position } => (position, next, CorruptionKind::Truncated),
+    };
+    WalError::Corruption {
+        file: file.to_path_buf(),
+        position,
+        offset,
+        kind,
+    }
 }
 
 /// True when a segment file holds no record: shorter than a header, or only zeros after it.
 fn no_records(bytes: &[u8]) -> bool {
-    bytes.len() <= HEADER_LEN || all_zero(bytes.get(HEADER_LEN..).unwrap_or_default())
+    // A chain seed may follow the header: records start at body_start(true) at the latest.
+    bytes.len() <= HEADER_LEN || all_zero(bytes.get(body_start(true)..).unwrap_or_default())
 }
 
 /// End of the last non-zero byte at or after `from`.
@@ -424,14 +512,17 @@ fn apply_cut(
 fn finish(
     storage: Arc<dyn Storage>,
     wal_dir: PathBuf,
-    store_id: [u8; 16],
+    (store_id, layout): ([u8; 16], FrameLayout),
     mut scanned: Vec<Scanned>,
     config: WalConfig,
     lock: Box<dyn crate::storage::LockGuard>,
     mut report: RecoveryReport,
 ) -> Result<(LogWriter, Arc<Shared>, RecoveryReport), WalError> {
-    let active = match scanned.pop() {
-        Some(last) => reopen_active(&*storage, last, &config)?,
+    let (active, chain) = match scanned.pop() {
+        Some(last) => {
+            let chain = last.chain;
+            (reopen_active(&*storage, last, &config)?, chain)
+        }
         None => {
             // A new store, or one whose only segment's creation was interrupted.
             let first = report
@@ -441,18 +532,18 @@ fn finish(
                 .and_then(|n| parse_segment_name(&n.to_string_lossy()))
                 .unwrap_or(1);
             let capacity = config.segment_bytes;
-            let (path, file) = create_segment(&*storage, &wal_dir, first, store_id, capacity)?;
-            let pos = HEADER_LEN as u64;
-            (
-                Active {
-                    first,
-                    path,
-                    file,
-                    capacity,
-                    pos,
-                },
+            let seed = layout.chain_hash.then(|| chain_genesis(&store_id));
+            let (path, file) =
+                create_segment(&*storage, &wal_dir, first, store_id, capacity, seed)?;
+            let pos = body_start(layout.chain_hash) as u64;
+            let active = Active {
                 first,
-            )
+                path,
+                file,
+                capacity,
+                pos,
+            };
+            ((active, first), seed)
         }
     };
     let (active, next) = active;
@@ -478,14 +569,11 @@ fn finish(
         last: next - 1,
         segment_first: active.first,
         end: active.pos,
+        chain,
     };
-    let shared = Arc::new(Shared::new(
-        storage,
-        wal_dir,
-        store_id,
-        Table { segments, visible },
-    ));
-    let writer = LogWriter::new(Arc::clone(&shared), config, active, next, lock);
+    let table = Table { segments, visible };
+    let shared = Arc::new(Shared::new(storage, wal_dir, store_id, layout, table));
+    let writer = LogWriter::new(Arc::clone(&shared), config, active, next, chain, lock);
     tracing::info!(
         segments = report.segments,
         records = report.records,
@@ -509,6 +597,7 @@ fn reopen_active(
         map,
         next,
         end,
+        ..
     } = last;
     drop(map);
     let len = file.len().map_err(WalError::io("stat", &path))?;

@@ -2,7 +2,7 @@
 
 use super::WalError;
 use crate::storage::{write_zeros, OpenMode, Storage, StorageFile};
-use ctxlog_format::layout::HEADER_LEN;
+use ctxlog_format::layout::{body_start, FLAG_CHAIN_HASH, HEADER_LEN};
 use ctxlog_format::{FileHeader, FileKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +32,8 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Creates `wal/<first>.seg`: header, zeros up to `capacity`, `fdatasync`, directory sync.
+/// Creates `wal/<first>.seg`: header, the chain seed of a tamper-evident store (the chain hash
+/// before the segment's first record), zeros up to `capacity`, `fdatasync`, directory sync.
 /// Until the directory sync returns, a crash may leave no file or an incomplete one; recovery
 /// recognises an incomplete last segment that holds no record.
 pub fn create_segment(
@@ -41,6 +42,7 @@ pub fn create_segment(
     first: u64,
     store_id: [u8; 16],
     capacity: u64,
+    chain_seed: Option<[u8; 32]>,
 ) -> Result<(PathBuf, Arc<dyn StorageFile>), WalError> {
     let path = wal_dir.join(segment_name(first));
     let file = storage
@@ -48,15 +50,23 @@ pub fn create_segment(
         .map_err(WalError::io("create", &path))?;
     let header = FileHeader {
         kind: FileKind::Segment,
-        flags: 0,
+        flags: if chain_seed.is_some() {
+            FLAG_CHAIN_HASH
+        } else {
+            0
+        },
         first_offset: first,
         created_ms: now_ms(),
         store_id,
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(WalError::io("write", &path))?;
-    write_zeros(&*file, HEADER_LEN as u64, capacity - HEADER_LEN as u64)
-        .map_err(WalError::io("preallocate", &path))?;
+    let start = body_start(chain_seed.is_some()) as u64;
+    if let Some(seed) = chain_seed {
+        file.write_all_at(&seed, HEADER_LEN as u64)
+            .map_err(WalError::io("write", &path))?;
+    }
+    write_zeros(&*file, start, capacity - start).map_err(WalError::io("preallocate", &path))?;
     file.sync_data().map_err(WalError::io("fdatasync", &path))?;
     storage
         .sync_dir(wal_dir)
@@ -69,4 +79,9 @@ pub fn create_segment(
 pub fn seal_segment(path: &Path, file: &dyn StorageFile, end: u64) -> Result<(), WalError> {
     file.set_len(end).map_err(WalError::io("truncate", path))?;
     file.sync_data().map_err(WalError::io("fdatasync", path))
+}
+
+/// The chain seed stored after the header of a tamper-evident segment.
+pub fn read_seed(bytes: &[u8]) -> Option<[u8; 32]> {
+    bytes.get(HEADER_LEN..body_start(true))?.try_into().ok()
 }

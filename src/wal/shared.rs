@@ -28,6 +28,8 @@ pub(crate) struct Visible {
     pub last: u64,
     pub segment_first: u64,
     pub end: u64,
+    /// Chain hash of record `last` (tamper-evident stores; the genesis value for an empty log).
+    pub chain: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +44,8 @@ pub(crate) struct Shared {
     pub storage: Arc<dyn Storage>,
     pub wal_dir: PathBuf,
     pub store_id: [u8; 16],
+    /// Frames carry a chain hash (a tamper-evident store).
+    pub layout: ctxlog_format::FrameLayout,
     pub table: RwLock<Table>,
     poisoned: AtomicBool,
     poison: Mutex<Option<(&'static str, io::ErrorKind)>>,
@@ -90,12 +94,14 @@ impl Shared {
         storage: Arc<dyn Storage>,
         wal_dir: PathBuf,
         store_id: [u8; 16],
+        layout: ctxlog_format::FrameLayout,
         table: Table,
     ) -> Self {
         Shared {
             storage,
             wal_dir,
             store_id,
+            layout,
             table: RwLock::new(table),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),

@@ -6,7 +6,7 @@ use super::shared::{Counters, SegmentEntry, Shared};
 use super::{WalConfig, WalError};
 use crate::offset::Offset;
 use crate::storage::{LockGuard, StorageFile};
-use ctxlog_format::{encode_frame, FrameLayout};
+use ctxlog_format::{chain_next, encode_frame};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,6 +32,8 @@ pub(crate) struct Written {
     pub end: u64,
     /// Offset of the batch's last record.
     pub last: u64,
+    /// Chain hash of that record (tamper-evident stores).
+    pub chain: Option<[u8; 32]>,
 }
 
 /// Appends records to the log. Owned by the writer thread.
@@ -41,6 +43,8 @@ pub struct LogWriter {
     pub(crate) config: WalConfig,
     pub(crate) active: Active,
     next_offset: u64,
+    /// Chain hash of the last record appended (tamper-evident stores).
+    chain: Option<[u8; 32]>,
     buf: Vec<u8>,
     _lock: Box<dyn LockGuard>,
 }
@@ -51,6 +55,7 @@ impl LogWriter {
         config: WalConfig,
         active: Active,
         next_offset: u64,
+        chain: Option<[u8; 32]>,
         lock: Box<dyn LockGuard>,
     ) -> Self {
         let buf = Vec::with_capacity(config.batch_bytes_max.min(1 << 20));
@@ -59,6 +64,7 @@ impl LogWriter {
             config,
             active,
             next_offset,
+            chain,
             buf,
             _lock: lock,
         }
@@ -69,6 +75,11 @@ impl LogWriter {
         Offset(self.next_offset)
     }
 
+    /// Chain hash of the last record appended (`None` unless the store is tamper-evident).
+    pub fn chain(&self) -> Option<[u8; 32]> {
+        self.chain
+    }
+
     /// Bytes encoded but not yet written.
     pub fn buffered_bytes(&self) -> usize {
         self.buf.len()
@@ -76,7 +87,12 @@ impl LogWriter {
 
     /// Checks that a payload of `len` bytes may be appended, without appending it.
     pub fn check_size(&self, len: usize) -> Result<(), WalError> {
-        let max = self.config.record_bytes_max;
+        // A record must also fit in an empty segment of this store's layout.
+        let layout = self.shared.layout;
+        let room = self.config.segment_bytes
+            - ctxlog_format::layout::body_start(layout.chain_hash) as u64
+            - layout.overhead() as u64;
+        let max = self.config.record_bytes_max.min(room);
         if len as u64 > max {
             return Err(WalError::RecordTooLarge {
                 len: len as u64,
@@ -92,19 +108,22 @@ impl LogWriter {
     pub fn append(&mut self, payload: &[u8]) -> Result<Offset, WalError> {
         self.shared.check_poison()?;
         self.check_size(payload.len())?;
-        let frame_len = FrameLayout::default().frame_len(payload.len()) as u64;
+        let layout = self.shared.layout;
+        let frame_len = layout.frame_len(payload.len()) as u64;
         if self.active.pos + self.buf.len() as u64 + frame_len > self.active.capacity {
             self.rotate()?;
         }
         let offset = self.next_offset;
-        // Size and offset were checked above, the only ways an encode can fail.
-        encode_frame(&mut self.buf, FrameLayout::default(), offset, None, payload).map_err(
-            |_| WalError::RecordTooLarge {
+        let chain = self.chain.map(|prev| chain_next(&prev, offset, payload));
+        // Size, offset and chain presence were checked above: the only ways an encode fails.
+        encode_frame(&mut self.buf, layout, offset, chain.as_ref(), payload).map_err(|_| {
+            WalError::RecordTooLarge {
                 len: payload.len() as u64,
                 max: self.config.record_bytes_max,
-            },
-        )?;
+            }
+        })?;
         self.next_offset += 1;
+        self.chain = chain;
         Counters::add(&self.shared.counters.records, 1);
         Ok(Offset(offset))
     }
@@ -133,6 +152,7 @@ impl LogWriter {
             segment_first: a.first,
             end: a.pos,
             last: self.next_offset - 1,
+            chain: self.chain,
         }))
     }
 
@@ -182,6 +202,7 @@ impl LogWriter {
             first,
             shared.store_id,
             capacity,
+            self.chain,
         )?;
         {
             let mut table = shared.write_table();
@@ -201,7 +222,7 @@ impl LogWriter {
             path,
             file,
             capacity,
-            pos: ctxlog_format::layout::HEADER_LEN as u64,
+            pos: ctxlog_format::layout::body_start(shared.layout.chain_hash) as u64,
         };
         Ok(())
     }
