@@ -28,9 +28,14 @@ async fn write_fixture(dir: &Path) {
     m.create_recovery_point("v1-before-cleanup").await.unwrap();
     m.remove("users", "bob").await.unwrap();
     m.delete("billing").await.unwrap();
-    m.update(Update::new().create("flags").set("flags", "dark-mode", &true).unwrap())
-        .await
-        .unwrap();
+    m.update(
+        Update::new()
+            .create("flags")
+            .set("flags", "dark-mode", &true)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     m.snapshot_now().await.unwrap();
     for i in 0..300u32 {
         m.set("flags", &format!("f{i}"), &i).await.unwrap();
@@ -68,33 +73,69 @@ async fn version_1_store_stays_readable() {
     }
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&fixture(), tmp.path());
-    let m = create_manager_with_config(config(tmp.path())).await.unwrap();
+    let m = create_manager_with_config(config(tmp.path()))
+        .await
+        .unwrap();
     let report = m.open_report();
     assert!(report.log.torn_tail.is_none(), "{report:?}");
     assert!(report.skipped_snapshots.is_empty(), "{report:?}");
-    assert_eq!(report.snapshot, Some(Offset(9)), "started from the snapshot");
+    assert_eq!(
+        report.snapshot,
+        Some(Offset(9)),
+        "started from the snapshot"
+    );
     let state = m.state();
     assert_eq!(state.offset(), Offset(312));
     // The restore brought back the state of the recovery point (offset 6) ...
-    assert_eq!(m.recovery_points(), BTreeMap::from([("v1-before-cleanup".to_string(), Offset(6))]));
+    assert_eq!(
+        m.recovery_points(),
+        BTreeMap::from([("v1-before-cleanup".to_string(), Offset(6))])
+    );
     assert_eq!(m.list(), vec!["billing".to_string(), "users".to_string()]);
-    assert_eq!(m.get_as::<BTreeMap<String, u32>>("users", "alice").unwrap(), serde_json_like());
+    assert_eq!(
+        m.get_as::<BTreeMap<String, u32>>("users", "alice").unwrap(),
+        serde_json_like()
+    );
     assert_eq!(m.get_as::<u32>("users", "bob").unwrap(), 7);
     assert_eq!(m.get_as::<String>("billing", "plan").unwrap(), "pro");
-    assert_eq!(m.get("users").unwrap().labels().get("team").map(String::as_str), Some("core"));
+    assert_eq!(
+        m.get("users")
+            .unwrap()
+            .labels()
+            .get("team")
+            .map(String::as_str),
+        Some("core")
+    );
     // ... and deleted the context created after it, whose history stays.
     assert!(m.get("flags").is_err());
     let history = m.history("flags").await.unwrap();
-    assert_eq!(history.first().map(|h| h.event.kind()), Some("ContextCreated"));
-    assert_eq!(history.last().map(|h| h.event.kind()), Some("ContextRestored"));
+    assert_eq!(
+        history.first().map(|h| h.event.kind()),
+        Some("ContextCreated")
+    );
+    assert_eq!(
+        history.last().map(|h| h.event.kind()),
+        Some("ContextRestored")
+    );
     // Adapter state: the default stays; the current context was deleted by the restore.
     assert_eq!(state.default_context(), Some("users"));
     assert_eq!(state.current(), None);
     // A point-in-time read from before the snapshot replays from the log start.
     let at5 = m.state_at(Offset(5)).await.unwrap();
-    assert_eq!(at5.context("billing").unwrap().get("plan").unwrap().decode::<String>().unwrap(), "pro");
+    assert_eq!(
+        at5.context("billing")
+            .unwrap()
+            .get("plan")
+            .unwrap()
+            .decode::<String>()
+            .unwrap(),
+        "pro"
+    );
     assert!(at5.context("flags").is_none());
     // The store takes new commits after the fixture's.
-    assert_eq!(m.set("users", "carol", &1u8).await.unwrap().offset, Offset(313));
+    assert_eq!(
+        m.set("users", "carol", &1u8).await.unwrap().offset,
+        Offset(313)
+    );
     m.close().await.unwrap();
 }
