@@ -38,6 +38,10 @@ pub struct Config {
     /// rewritten. Chosen when the store is created (an existing store keeps its choice).
     /// Default false.
     pub tamper_evident: bool,
+    /// The application's upcasters for its versioned payloads
+    /// ([`set_versioned`](crate::ContextManager::set_versioned),
+    /// [`get_versioned`](crate::ContextManager::get_versioned)). Default none.
+    pub upcasters: crate::upcast::Upcasters,
     /// The file system. Default the real one; tests pass a
     /// [`MemStorage`](crate::storage::MemStorage).
     pub storage: Arc<dyn Storage>,
@@ -57,6 +61,7 @@ impl Config {
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
             record_bytes_max: 32 * 1024 * 1024,
             tamper_evident: false,
+            upcasters: crate::upcast::Upcasters::new(),
             storage: Arc::new(FsStorage),
         }
     }

@@ -67,6 +67,14 @@ pub enum InvalidInput {
         /// The rule it breaks.
         reason: &'static str,
     },
+    /// A JSON Schema that does not parse or compile.
+    #[error("invalid JSON Schema for {context:?}: {reason}")]
+    Schema {
+        /// The context.
+        context: String,
+        /// The parser's or compiler's message.
+        reason: String,
+    },
     /// An update with no operation.
     #[error("empty update: a commit needs at least one operation")]
     EmptyUpdate,
@@ -112,6 +120,20 @@ pub enum Error {
         expected: Offset,
         /// The context's version now.
         actual: Offset,
+    },
+    /// The commit would leave the context's state invalid under its JSON Schema; nothing was
+    /// written.
+    #[error("commit refused: context {context:?} would break its schema at key {key:?} (rule {rule}): {message}")]
+    SchemaViolation {
+        /// The context.
+        context: String,
+        /// The first key of the failing value's path ("" for the whole object, e.g. a
+        /// missing required key: the message names it).
+        key: String,
+        /// The JSON Schema keyword that failed (`type`, `minimum`, `required`, ...).
+        rule: String,
+        /// The validator's message.
+        message: String,
     },
     /// A recovery point label that does not exist.
     #[error("no recovery point named {label:?}")]

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
+
+// Version history of the event schema (readers accept every version up to SCHEMA_VERSION):
+// 1: ContextCreated .. Compacted.
+// 2: adds ConsumerAcked, SchemaAttached, SchemaRemoved (version-1 commits read unchanged).
 
 /// Labels of a context (string -> string).
 pub type Labels = BTreeMap<String, String>;
@@ -22,6 +26,9 @@ pub struct ContextImage {
     pub values: BTreeMap<String, serde_bytes::ByteBuf>,
     /// Labels.
     pub labels: Labels,
+    /// The JSON Schema attached then (schema 2; absent in version-1 events).
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 /// One immutable fact.
@@ -106,6 +113,25 @@ pub enum Event {
         /// The first offset kept.
         before: Offset,
     },
+    /// A durable consumer processed everything up to `offset` (schema 2).
+    ConsumerAcked {
+        /// The consumer's name.
+        consumer: String,
+        /// Its new position.
+        offset: Offset,
+    },
+    /// A JSON Schema now governs the context's state (schema 2).
+    SchemaAttached {
+        /// The context.
+        context: String,
+        /// The JSON Schema, as JSON text.
+        schema: String,
+    },
+    /// The context's JSON Schema was removed (schema 2).
+    SchemaRemoved {
+        /// The context.
+        context: String,
+    },
 }
 
 impl Event {
@@ -119,10 +145,14 @@ impl Event {
             | Event::ContextDeleted { context }
             | Event::ContextRestored { context, .. }
             | Event::Activated { context }
-            | Event::Deactivated { context } => Some(context),
+            | Event::Deactivated { context }
+            | Event::SchemaAttached { context, .. }
+            | Event::SchemaRemoved { context } => Some(context),
             Event::Switched { to, .. } => Some(to),
             Event::DefaultChanged { context } => context.as_deref(),
-            Event::RecoveryPointCreated { .. } | Event::Compacted { .. } => None,
+            Event::RecoveryPointCreated { .. }
+            | Event::Compacted { .. }
+            | Event::ConsumerAcked { .. } => None,
         }
     }
 
@@ -149,6 +179,9 @@ impl Event {
             Event::DefaultChanged { .. } => "DefaultChanged",
             Event::RecoveryPointCreated { .. } => "RecoveryPointCreated",
             Event::Compacted { .. } => "Compacted",
+            Event::ConsumerAcked { .. } => "ConsumerAcked",
+            Event::SchemaAttached { .. } => "SchemaAttached",
+            Event::SchemaRemoved { .. } => "SchemaRemoved",
         }
     }
 }

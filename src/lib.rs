@@ -26,10 +26,13 @@ pub mod manager;
 pub mod model;
 pub mod offset;
 pub mod replay;
+pub mod schema;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 pub mod tracker;
+pub mod upcast;
 pub mod wal;
 
 pub use adapter::{create_adapter, create_adapter_with_config, AdapterConfig, ContextAdapter};

@@ -212,15 +212,21 @@ pub fn newest_accepted(
     Ok((None, skipped))
 }
 
-/// Removes all but the newest `keep` snapshots; returns the oldest kept offset.
+/// Removes all but the newest `keep` snapshots (and `protect`, the base of a compacted log);
+/// returns the oldest of the newest `keep` offsets.
 pub fn prune(
     storage: &dyn Storage,
     dir: &Path,
     keep: usize,
+    protect: Option<Offset>,
 ) -> Result<Option<Offset>, RecoveryError> {
     let (snaps, _) = list(storage, dir)?;
     let cut = snaps.len().saturating_sub(keep);
-    for (_, path) in &snaps[..cut] {
+    for (offset, path) in &snaps[..cut] {
+        // The snapshot a compacted log starts from is the only way to rebuild its state.
+        if Some(*offset) == protect {
+            continue;
+        }
         storage.remove(path).map_err(io_err("remove", path))?;
     }
     if cut > 0 {

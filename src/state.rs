@@ -29,6 +29,9 @@ pub struct ContextState {
     created: Stamp,
     updated: Stamp,
     deleted: bool,
+    /// JSON Schema text governing the values (schema 2; absent in older snapshots).
+    #[serde(default)]
+    schema: Option<String>,
 }
 
 /// A value as snapshots store it (bytes, not an array of numbers).
@@ -44,7 +47,13 @@ impl ContextState {
             created: stamp,
             updated: stamp,
             deleted: false,
+            schema: None,
         }
+    }
+
+    /// The JSON Schema attached to the context, as JSON text.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
     }
 
     /// The context's version: the offset of the last commit that changed it.
@@ -113,11 +122,13 @@ impl ContextState {
                 .map(|(k, v)| (k.clone(), serde_bytes::ByteBuf::from(v.0.clone())))
                 .collect(),
             labels: self.labels(),
+            schema: self.schema.clone(),
         }
     }
 
     fn same_content(&self, image: &ContextImage) -> bool {
         !self.deleted
+            && self.schema == image.schema
             && self.values.len() == image.values.len()
             && self.labels() == image.labels
             && self
@@ -141,6 +152,9 @@ pub struct State {
     /// open rejects a snapshot whose hash does not match the log's.
     #[serde(default)]
     chain: Option<[u8; 32]>,
+    /// Durable consumers' positions (schema 2).
+    #[serde(default)]
+    consumers: OrdMap<String, Offset>,
 }
 
 /// Why an event does not apply (the caller turns it into a typed error).
@@ -231,6 +245,11 @@ impl State {
 
     pub(crate) fn set_chain(&mut self, chain: Option<[u8; 32]>) {
         self.chain = chain;
+    }
+
+    /// The last offset a durable consumer acknowledged (0: none).
+    pub fn consumer(&self, name: &str) -> Offset {
+        self.consumers.get(name).copied().unwrap_or_default()
     }
 
     /// Offsets before this were compacted away.
@@ -380,6 +399,20 @@ impl State {
                 }
                 self.points.insert(label.clone(), stamp.offset);
             }
+            Event::ConsumerAcked { consumer, offset } => {
+                let at = self.consumers.get(consumer).copied().unwrap_or_default();
+                self.consumers.insert(consumer.clone(), at.max(*offset));
+            }
+            Event::SchemaAttached { context, schema } => {
+                let c = self.live_mut(context)?;
+                c.schema = Some(schema.clone());
+                c.updated = stamp;
+            }
+            Event::SchemaRemoved { context } => {
+                let c = self.live_mut(context)?;
+                c.schema = None;
+                c.updated = stamp;
+            }
             Event::Compacted { before } => {
                 self.compacted_before = self.compacted_before.max(*before)
             }
@@ -421,6 +454,7 @@ impl State {
                     created,
                     updated: stamp,
                     deleted: false,
+                    schema: image.schema.clone(),
                 };
                 self.contexts.insert(context.to_string(), c);
             }

@@ -1,12 +1,13 @@
 //! What readers see: the published state, swapped atomically once a batch is durable, and the
 //! notifications that trackers wait on.
 
+use crate::event::Commit;
 use crate::offset::Offset;
 use crate::state::State;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// Counters of the engine (the log keeps its own).
 #[derive(Debug, Default)]
@@ -31,18 +32,35 @@ impl Counters {
 #[derive(Debug)]
 pub(crate) struct Hub {
     published: RwLock<Arc<State>>,
-    last: watch::Sender<Offset>,
+    /// The last published offset; `None` once closed, which ends every wait.
+    last: Mutex<Option<watch::Sender<Offset>>>,
     watchers: Mutex<HashMap<String, watch::Sender<Offset>>>,
+    /// Every acknowledged batch of commits, for live subscribers; `None` once closed.
+    commits: Mutex<Option<broadcast::Sender<LiveBatch>>>,
     pub counters: Counters,
 }
 
+/// One acknowledged commit as live subscribers receive it.
+#[derive(Debug)]
+pub(crate) struct LiveCommit {
+    pub offset: Offset,
+    pub commit: Arc<Commit>,
+}
+
+/// The commits of one acknowledged batch, in offset order.
+pub(crate) type LiveBatch = Arc<Vec<LiveCommit>>;
+
+/// Batches a live subscriber may fall behind before it reads the log instead.
+pub(crate) const LIVE_BUFFER_BATCHES: usize = 1024;
+
 impl Hub {
     pub fn new(state: State) -> Hub {
-        let (last, _) = watch::channel(state.offset());
+        let last = Mutex::new(Some(watch::channel(state.offset()).0));
         Hub {
             published: RwLock::new(Arc::new(state)),
             last,
             watchers: Mutex::new(HashMap::new()),
+            commits: Mutex::new(Some(broadcast::channel(LIVE_BUFFER_BATCHES).0)),
             counters: Counters::default(),
         }
     }
@@ -66,12 +84,55 @@ impl Hub {
                 }
             }
         }
-        self.last.send_replace(offset);
+        if let Some(last) = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            last.send_replace(offset);
+        }
+    }
+
+    /// Hands an acknowledged batch to live subscribers (never waits: a subscriber that falls
+    /// more than [`LIVE_BUFFER_BATCHES`] behind reads the log instead).
+    pub fn broadcast(&self, batch: impl FnOnce() -> Vec<LiveCommit>) {
+        let commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = commits.as_ref().filter(|tx| tx.receiver_count() > 0) {
+            let _ = tx.send(Arc::new(batch()));
+        }
+    }
+
+    /// Receives the batches acknowledged from now on (`None` once the store is closed).
+    pub fn subscribe_commits(&self) -> Option<broadcast::Receiver<LiveBatch>> {
+        let commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        commits.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    /// Ends every live subscription, offset wait and context watch (the store is closing).
+    pub fn close(&self) {
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     /// Follows the last published offset.
     pub fn subscribe_offset(&self) -> watch::Receiver<Offset> {
-        self.last.subscribe()
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.as_ref() {
+            Some(tx) => tx.subscribe(),
+            // Closed: a receiver whose sender is gone, so that every wait ends at once.
+            None => watch::channel(self.state().offset()).1,
+        }
     }
 
     /// Follows one context's version.
@@ -79,6 +140,9 @@ impl Hub {
         let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
         // Read the version under the watchers lock, so that no publish slips between.
         let version = self.state().version(context);
+        if self.is_closed() {
+            return watch::channel(version).1;
+        }
         watchers.retain(|_, tx| tx.receiver_count() > 0);
         watchers
             .entry(context.to_string())

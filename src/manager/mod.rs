@@ -6,9 +6,11 @@ mod hub;
 mod open;
 mod ops;
 mod stage;
+mod subscribe;
 
 pub use open::OpenReport;
 pub use ops::{Op, Receipt, Update};
+pub use subscribe::{Filter, SubscribedEvent, Subscription};
 
 /// Engine actions for the adapter (not part of the public API).
 pub(crate) mod ops_internal {
@@ -145,6 +147,7 @@ impl Inner {
         // Closing the pipeline drops the completer and with it the snapshot sender, which ends
         // the snapshot thread after the snapshot in hand.
         self.commit.close();
+        self.hub.close();
         if let Some(t) = self
             .snap_thread
             .lock()
@@ -184,6 +187,7 @@ impl ContextManager {
             actions,
             expect,
             reply,
+            submitted: std::time::Instant::now(),
         };
         self.inner.commit.submit(request).await?;
         // Dropping this future from here on leaves the commit whole: it is queued, and the
@@ -271,6 +275,29 @@ impl ContextManager {
         self.update(Update::new().delete(context)).await
     }
 
+    /// Attaches a JSON Schema to a context (replacing any): from this commit on, a commit that
+    /// would leave the context's state invalid is refused with [`Error::SchemaViolation`]. The
+    /// current state must already satisfy it.
+    pub async fn attach_schema(
+        &self,
+        context: &str,
+        schema: &serde_json::Value,
+    ) -> Result<Receipt> {
+        check_context_name(context)?;
+        let action = Action::Schema(context.to_string(), Some(schema.to_string()));
+        self.submit(vec![action], BTreeMap::new()).await
+    }
+
+    /// Removes a context's JSON Schema.
+    pub async fn remove_schema(&self, context: &str) -> Result<Receipt> {
+        check_context_name(context)?;
+        self.submit(
+            vec![Action::Schema(context.to_string(), None)],
+            BTreeMap::new(),
+        )
+        .await
+    }
+
     // ---- reads (from memory: never wait for the writer or an fsync) ----
 
     /// The state as of the last acknowledged commit: every context, adapter status, recovery
@@ -315,6 +342,40 @@ impl ContextManager {
                 reason: e.to_string(),
             })
         })
+    }
+
+    /// One versioned value, brought to the current version of its kind by the configured
+    /// upcasters ([`Config::upcasters`]), decoded into `T`.
+    pub fn get_versioned<T: DeserializeOwned>(&self, context: &str, key: &str) -> Result<T> {
+        let value = self.get_value(context, key)?;
+        self.inner.config.upcasters.decode(&value).map_err(|e| {
+            Error::InvalidInput(crate::error::InvalidInput::Unencodable {
+                context: context.to_string(),
+                key: key.to_string(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Sets a key to `data` stored as the current version of `kind`.
+    pub async fn set_versioned<T: Serialize>(
+        &self,
+        context: &str,
+        key: &str,
+        kind: &str,
+        data: &T,
+    ) -> Result<Receipt> {
+        let value = self
+            .inner
+            .config
+            .upcasters
+            .encode(kind, data)
+            .map_err(|e| crate::error::InvalidInput::Unencodable {
+                context: context.to_string(),
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+        self.set_value(context, key, value).await
     }
 
     /// Live context names, in order.
@@ -438,6 +499,7 @@ impl ContextManager {
 
     /// Writes a snapshot of the current state now; returns its offset.
     pub async fn snapshot_now(&self) -> Result<Offset> {
+        self.check_open()?;
         let state = self.state();
         let snapshotter = Arc::clone(&self.inner.snapshotter);
         let counters_hub = Arc::clone(&self.inner.hub);
@@ -453,32 +515,55 @@ impl ContextManager {
         .await
     }
 
-    /// Removes log segments that lie wholly before `before`, the oldest kept snapshot and the
-    /// oldest recovery point, and records the compaction as an event. Returns the files removed.
+    /// Removes log segments whose records all lie at or before the newest snapshot at or
+    /// before both `before` and the oldest recovery point, so that the state at every recovery
+    /// point and at every offset from `before` on stays readable (from that snapshot). Records the compaction as an event first (so a crash can leave extra
+    /// segments, never missing ones), then removes the files. Returns the files removed; none
+    /// if no snapshot qualifies.
     pub async fn compact(&self, before: Offset) -> Result<Vec<PathBuf>> {
+        self.check_open()?;
+        let this = self.clone();
+        blocking(move || this.compact_blocking(before)).await
+    }
+
+    fn compact_blocking(&self, before: Offset) -> Result<Vec<PathBuf>> {
+        // No snapshot is written or pruned while the base is chosen and the segments go.
+        let _no_snapshots = self
+            .inner
+            .snapshotter
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let state = self.state();
-        let (config, reader) = (self.inner.config.clone(), self.inner.reader.clone());
-        let oldest_point = state
-            .recovery_points()
-            .values()
-            .min()
-            .copied()
-            .unwrap_or(Offset(u64::MAX));
-        let oldest_snapshot = blocking(move || {
-            let (snaps, _) = crate::snapshot::list(&*config.storage, &config.dir)?;
-            Ok(snaps.first().map_or(Offset::ZERO, |(o, _)| *o))
-        })
-        .await?;
-        // Keep the snapshot's own commit readable too (state_at(snapshot) needs no replay, but
-        // history readers expect the log to start right after a snapshot).
-        let limit = before.min(oldest_snapshot.next()).min(oldest_point);
-        let removed = blocking(move || Ok(reader.remove_segments_before(limit)?)).await?;
-        if !removed.is_empty() {
-            let first = self.inner.reader.first_offset();
-            self.submit(vec![Action::Compacted(first)], BTreeMap::new())
-                .await?;
+        let oldest_point = state.recovery_points().values().min().copied();
+        let bound = before
+            .min(oldest_point.unwrap_or(Offset(u64::MAX)))
+            .min(state.offset());
+        let config = &self.inner.config;
+        let (snaps, _) = crate::snapshot::list(&*config.storage, &config.dir)?;
+        let Some(base) = snaps.iter().rev().map(|(o, _)| *o).find(|o| *o <= bound) else {
+            return Ok(Vec::new());
+        };
+        let start = base.next();
+        if start > state.compacted_before() {
+            let (reply, rx) = oneshot::channel();
+            let request = Request {
+                actions: vec![Action::Compacted(start)],
+                expect: BTreeMap::new(),
+                reply,
+                submitted: std::time::Instant::now(),
+            };
+            self.inner.commit.submit_blocking(request)?;
+            rx.blocking_recv().map_err(|_| Error::Closed)??;
         }
-        Ok(removed)
+        Ok(self.inner.reader.remove_segments_before(start)?)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.hub.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     // ---- the rest ----

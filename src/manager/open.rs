@@ -90,13 +90,17 @@ pub(crate) fn open_blocking(config: Config) -> Result<ContextManager> {
     let last = reader.last_offset();
     let set_aside = snapshot::set_aside_ahead(&*config.storage, &config.dir, last)?;
     let (_, foreign) = snapshot::list(&*config.storage, &config.dir)?;
+    let replay_started = Instant::now();
     let (state, from, skipped, replayed) = rebuild(&config, &reader, last)?;
+    metrics::histogram!(crate::telemetry::REPLAY_SECONDS)
+        .record(replay_started.elapsed().as_secs_f64());
     debug_assert_eq!(state.offset(), last, "replay reaches the log's end");
     let hub = Arc::new(Hub::new(state.clone()));
     let (snap_tx, snap_rx) = mpsc::sync_channel::<Arc<State>>(1);
     let snapshotter = Arc::new(Snapshotter {
         config: config.clone(),
         store_id: reader.store_id(),
+        hub: Arc::clone(&hub),
         lock: Mutex::new(()),
     });
     let snap_thread = {
@@ -161,7 +165,10 @@ pub(crate) fn open_blocking(config: Config) -> Result<ContextManager> {
 pub(crate) struct Snapshotter {
     pub config: Config,
     pub store_id: [u8; 16],
-    lock: Mutex<()>,
+    hub: Arc<Hub>,
+    /// Held while a snapshot is written and pruned, and while a compaction chooses its base
+    /// snapshot and removes segments.
+    pub lock: Mutex<()>,
 }
 
 impl Snapshotter {
@@ -169,8 +176,24 @@ impl Snapshotter {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let _span = tracing::info_span!("snapshot", offset = state.offset().0).entered();
         let storage = &*self.config.storage;
+        let started = Instant::now();
         let path = snapshot::write(storage, &self.config.dir, self.store_id, state)?;
-        snapshot::prune(storage, &self.config.dir, self.config.snapshots_kept)?;
+        metrics::histogram!(crate::telemetry::SNAPSHOT_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        // The newest state knows the latest compaction (compact holds this lock until its
+        // commit is published, so no compaction can slip in between).
+        let compacted = self
+            .hub
+            .state()
+            .compacted_before()
+            .max(state.compacted_before());
+        let protect = (compacted > Offset::ZERO).then(|| compacted.prev());
+        snapshot::prune(
+            storage,
+            &self.config.dir,
+            self.config.snapshots_kept,
+            protect,
+        )?;
         Ok(path)
     }
 

@@ -186,6 +186,9 @@ pub(crate) enum Action {
     Point(String),
     Restore(Arc<State>),
     Compacted(Offset),
+    AckConsumer(String, Offset),
+    /// Attach (Some) or remove (None) a context's JSON Schema.
+    Schema(String, Option<String>),
 }
 
 /// Proof of an acknowledged commit.

@@ -4,7 +4,7 @@
 //! Checks and offsets are assigned in one place, in order, so two commits can never both pass
 //! a check against the same version.
 
-use super::hub::{Counters, Hub};
+use super::hub::{Counters, Hub, LiveCommit};
 use super::ops::{Action, Op, Receipt, Update};
 use crate::error::{Error, Result};
 use crate::event::{Commit, Event, SCHEMA_VERSION};
@@ -23,6 +23,7 @@ pub(crate) struct Request {
     pub actions: Vec<Action>,
     pub expect: BTreeMap<String, Offset>,
     pub reply: Reply,
+    pub submitted: std::time::Instant,
 }
 
 impl Request {
@@ -31,6 +32,7 @@ impl Request {
             actions: update.ops.into_iter().map(Action::Op).collect(),
             expect: update.expect,
             reply,
+            submitted: std::time::Instant::now(),
         }
     }
 }
@@ -42,12 +44,15 @@ pub(crate) struct Ack {
     state: State,
     events: u64,
     bytes: u64,
+    submitted: std::time::Instant,
+    commit: Arc<Commit>,
 }
 
 pub(crate) struct CommitStage {
     /// State after every commit the writer accepted (published or not yet durable).
     state: State,
     buf: Vec<u8>,
+    schemas: crate::schema::SchemaCache,
 }
 
 impl CommitStage {
@@ -55,6 +60,7 @@ impl CommitStage {
         CommitStage {
             state,
             buf: Vec::with_capacity(4096),
+            schemas: Default::default(),
         }
     }
 
@@ -72,9 +78,21 @@ impl CommitStage {
         let mut scratch = self.state.clone();
         let mut events = Vec::new();
         for action in &request.actions {
+            if let Action::Schema(context, Some(schema)) = action {
+                crate::schema::compile(context, schema)?;
+            }
             for event in events_for(action, &scratch)? {
                 scratch.apply(stamp, &event).map_err(apply_error)?;
                 events.push(event);
+            }
+        }
+        // Every context the commit touches must still satisfy its schema.
+        let mut touched: Vec<&str> = events.iter().filter_map(Event::context).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for name in touched {
+            if let Some(context) = scratch.context(name) {
+                self.schemas.check(name, context)?;
             }
         }
         Ok((scratch, events))
@@ -141,6 +159,17 @@ fn events_for(action: &Action, state: &State) -> Result<Vec<Event>> {
         },
         Action::Restore(target) => return Ok(state.restore_events(target)),
         Action::Compacted(before) => Event::Compacted { before: *before },
+        Action::AckConsumer(consumer, offset) => Event::ConsumerAcked {
+            consumer: consumer.clone(),
+            offset: *offset,
+        },
+        Action::Schema(context, Some(schema)) => Event::SchemaAttached {
+            context: context.clone(),
+            schema: schema.clone(),
+        },
+        Action::Schema(context, None) => Event::SchemaRemoved {
+            context: context.clone(),
+        },
     };
     Ok(vec![event])
 }
@@ -158,6 +187,7 @@ impl Stage for CommitStage {
         let (mut state, events) = match self.build(&request, stamp) {
             Ok(built) => built,
             Err(e) => {
+                metrics::counter!(crate::telemetry::COMMITS_REJECTED).increment(1);
                 let _ = request.reply.send(Err(e));
                 return None;
             }
@@ -195,6 +225,8 @@ impl Stage for CommitStage {
             state,
             events: commit.events.len() as u64,
             bytes: self.buf.len() as u64,
+            submitted: request.submitted,
+            commit: Arc::new(commit),
         })
     }
 
@@ -255,18 +287,30 @@ impl Completer for CommitCompleter {
             .flat_map(|a| a.receipt.versions.iter().map(|(c, v)| (c.clone(), *v)))
             .collect();
         self.hub.publish(last.state.clone(), touched.into_iter());
+        self.hub.broadcast(|| {
+            acks.iter()
+                .map(|a| LiveCommit {
+                    offset: a.receipt.offset,
+                    commit: Arc::clone(&a.commit),
+                })
+                .collect()
+        });
         let counters = &self.hub.counters;
         let (mut events, mut bytes) = (0, 0);
         let n = acks.len() as u64;
+        let latency = metrics::histogram!(crate::telemetry::COMMIT_LATENCY);
         for ack in acks {
             events += ack.events;
             bytes += ack.bytes;
+            latency.record(ack.submitted.elapsed().as_secs_f64());
             let mut receipt = ack.receipt;
             receipt.durability = reached;
             let _ = ack.reply.send(Ok(receipt));
         }
         Counters::add(&counters.commits, n);
         Counters::add(&counters.events, events);
+        metrics::counter!(crate::telemetry::COMMITS).increment(n);
+        metrics::counter!(crate::telemetry::EVENTS).increment(events);
         self.snapshots.observe(n, bytes, &self.hub);
     }
 }

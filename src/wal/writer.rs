@@ -36,6 +36,20 @@ pub(crate) struct Written {
     pub chain: Option<[u8; 32]>,
 }
 
+/// One counted, timed `fdatasync`; a failure poisons the log.
+fn timed_sync(
+    shared: &Shared,
+    file: &dyn StorageFile,
+    path: &std::path::Path,
+) -> Result<(), WalError> {
+    Counters::add(&shared.counters.syncs, 1);
+    metrics::counter!(crate::telemetry::FSYNCS).increment(1);
+    let started = std::time::Instant::now();
+    let result = file.sync_data();
+    metrics::histogram!(crate::telemetry::FSYNC_LATENCY).record(started.elapsed().as_secs_f64());
+    result.map_err(|e| shared.poison_with(WalError::io("fdatasync", path)(e)))
+}
+
 /// Appends records to the log. Owned by the writer thread.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -46,6 +60,8 @@ pub struct LogWriter {
     /// Chain hash of the last record appended (tamper-evident stores).
     chain: Option<[u8; 32]>,
     buf: Vec<u8>,
+    /// Records in `buf`.
+    buf_records: u32,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -66,6 +82,7 @@ impl LogWriter {
             next_offset,
             chain,
             buf,
+            buf_records: 0,
             _lock: lock,
         }
     }
@@ -123,6 +140,7 @@ impl LogWriter {
             }
         })?;
         self.next_offset += 1;
+        self.buf_records += 1;
         self.chain = chain;
         Counters::add(&self.shared.counters.records, 1);
         Ok(Offset(offset))
@@ -145,6 +163,9 @@ impl LogWriter {
         let counters = &self.shared.counters;
         Counters::add(&counters.writes, 1);
         Counters::add(&counters.bytes, self.buf.len() as u64);
+        metrics::counter!(crate::telemetry::LOG_BYTES).increment(self.buf.len() as u64);
+        metrics::histogram!(crate::telemetry::BATCH_RECORDS).record(self.buf_records as f64);
+        self.buf_records = 0;
         self.buf.clear();
         Ok(Some(Written {
             file: Arc::clone(&a.file),
@@ -159,11 +180,7 @@ impl LogWriter {
     /// `fdatasync`s what was written; a failure poisons the log.
     pub(crate) fn sync(shared: &Shared, written: &Written) -> Result<(), WalError> {
         shared.check_poison()?;
-        Counters::add(&shared.counters.syncs, 1);
-        written
-            .file
-            .sync_data()
-            .map_err(|e| shared.poison_with(WalError::io("fdatasync", &written.path)(e)))
+        timed_sync(shared, &*written.file, &written.path)
     }
 
     /// Flushes and syncs everything appended so far, whether this call wrote it or an earlier
@@ -188,9 +205,7 @@ impl LogWriter {
     fn try_rotate(&mut self) -> Result<(), WalError> {
         self.flush()?;
         let a = &self.active;
-        a.file
-            .sync_data()
-            .map_err(WalError::io("fdatasync", &a.path))?;
+        timed_sync(&self.shared, &*a.file, &a.path)?;
         seal_segment(&a.path, &*a.file, a.pos)?;
         let map = a.file.map().map_err(WalError::io("map", &a.path))?;
         let first = self.next_offset;
