@@ -18,6 +18,7 @@
 //!   [`wal::WalError::Locked`] and changes nothing.
 
 pub mod adapter;
+pub mod audit;
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -292,3 +292,50 @@ async fn digests_print_parse_and_need_a_tamper_evident_store() {
     let m = ctxlog::create_manager(plain.path()).await.unwrap();
     assert!(matches!(m.digest(), Err(Error::NotTamperEvident { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_proofs_check_offline_and_catch_a_doctored_record() {
+    use ctxlog::audit::AuditProof;
+    let tmp = tempfile::tempdir().unwrap();
+    let (digest, _) = store_with_history(tmp.path()).await;
+    let m = open(tmp.path()).await.unwrap();
+    let at = Offset(500);
+    let proof = m.audit_export(at).await.unwrap();
+    let bytes = proof.encode();
+    // The third party has only the file and the digest it trusts.
+    let trusted = m.digest_at(at).unwrap();
+    let checked = AuditProof::decode(&bytes)
+        .unwrap()
+        .check_against(&trusted)
+        .unwrap();
+    assert_eq!(checked.state, m.state_at(at).await.unwrap());
+    assert_eq!(checked.digest, trusted);
+    // The proof of the whole history matches the digest taken before the store was closed.
+    let whole = m.audit_export(digest.offset).await.unwrap();
+    whole.check_against(&digest).unwrap();
+    // A doctored record: the chain no longer reaches the digest.
+    let mut doctored = AuditProof::decode(&bytes).unwrap();
+    let last = doctored.records.len() - 1;
+    doctored.records[last].1[3] ^= 1;
+    assert!(doctored.check().is_err());
+    // Every hash recomputed into a new digest: self-consistent, but not the trusted one.
+    let mut forged = AuditProof::decode(&bytes).unwrap();
+    forged.records.pop();
+    let reforged = {
+        let mut chain = ctxlog_format::chain_genesis(&forged.store_id);
+        for (o, p) in &forged.records {
+            chain = ctxlog_format::chain_next(&chain, o.0, p);
+        }
+        Digest {
+            offset: Offset(at.0 - 1),
+            hash: chain,
+        }
+    };
+    forged.digest = reforged;
+    forged.check().unwrap();
+    assert!(matches!(
+        forged.check_against(&trusted),
+        Err(Error::Tampered { .. })
+    ));
+    assert!(AuditProof::decode(b"not a proof").is_err());
+}

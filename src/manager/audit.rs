@@ -114,3 +114,43 @@ impl ContextManager {
         Ok((state, digest))
     }
 }
+
+impl ContextManager {
+    /// An audit proof of the history up to `offset`: every record from the log's start (or,
+    /// after compaction, from the newest snapshot the log continues from), and the digest at
+    /// `offset`. Checked here before it is returned.
+    pub async fn audit_export(&self, offset: Offset) -> Result<crate::audit::AuditProof> {
+        let digest = self.digest_at(offset)?;
+        let reader = self.inner.reader.clone();
+        // After a compaction the history starts right after its base snapshot.
+        let first = reader.first_offset().max(self.state().compacted_before());
+        let base = if first > Offset::FIRST {
+            let state = self.state_at(first.prev()).await?;
+            rmp_serde::to_vec(&state).map_err(|e| {
+                Error::Recovery(crate::error::RecoveryError::BadSnapshot {
+                    file: self.inner.config.dir.clone(),
+                    reason: format!("base state does not encode: {e}"),
+                })
+            })?
+        } else {
+            Vec::new()
+        };
+        let store_id = reader.store_id();
+        let proof = blocking(move || {
+            let mut records = Vec::new();
+            reader.scan(first, offset, |r| {
+                records.push((r.offset, serde_bytes::ByteBuf::from(r.payload.to_vec())));
+                std::ops::ControlFlow::Continue(())
+            })?;
+            Ok(crate::audit::AuditProof {
+                store_id,
+                base,
+                records,
+                digest,
+            })
+        })
+        .await?;
+        proof.check()?;
+        Ok(proof)
+    }
+}

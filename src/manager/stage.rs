@@ -296,21 +296,21 @@ impl Completer for CommitCompleter {
                 .collect()
         });
         let counters = &self.hub.counters;
-        let (mut events, mut bytes) = (0, 0);
         let n = acks.len() as u64;
         let latency = metrics::histogram!(crate::telemetry::COMMIT_LATENCY);
+        let events: u64 = acks.iter().map(|a| a.events).sum();
+        let bytes: u64 = acks.iter().map(|a| a.bytes).sum();
+        // Count before acknowledging, so that stats() never lags an acknowledged commit.
+        Counters::add(&counters.commits, n);
+        Counters::add(&counters.events, events);
+        metrics::counter!(crate::telemetry::COMMITS).increment(n);
+        metrics::counter!(crate::telemetry::EVENTS).increment(events);
         for ack in acks {
-            events += ack.events;
-            bytes += ack.bytes;
             latency.record(ack.submitted.elapsed().as_secs_f64());
             let mut receipt = ack.receipt;
             receipt.durability = reached;
             let _ = ack.reply.send(Ok(receipt));
         }
-        Counters::add(&counters.commits, n);
-        Counters::add(&counters.events, events);
-        metrics::counter!(crate::telemetry::COMMITS).increment(n);
-        metrics::counter!(crate::telemetry::EVENTS).increment(events);
         self.snapshots.observe(n, bytes, &self.hub);
     }
 }
