@@ -289,6 +289,7 @@ impl Error {
             Error::Recovery(
                 RecoveryError::BadCommit { .. } | RecoveryError::Inconsistent { .. },
             ) => true,
+            Error::Tampered { .. } => true,
             _ => false,
         }
     }

@@ -35,6 +35,11 @@ pub struct Cli {
     )]
     pub segment_bytes: Option<u64>,
 
+    /// Create new stores tamper-evident (a BLAKE3 chain hash in every record; see `digest`).
+    /// Chosen when a store is created; an existing store keeps its choice.
+    #[arg(long, global = true)]
+    pub tamper_evident: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -154,7 +159,25 @@ pub enum Command {
     /// Segments, snapshots, recovery points and the lock holder (read-only, without the lock)
     Inspect,
     /// Check every record, header and snapshot (read-only, without the lock); exit 3 on damage
-    Verify,
+    ///
+    /// With --digest OFFSET:HASH (a tamper-evident store), also open the store and prove the
+    /// history up to OFFSET is the one that produced HASH; exit 3 if it is not.
+    Verify {
+        /// A digest printed earlier by `ctxlog digest`
+        #[arg(long, value_name = "OFFSET:HASH")]
+        digest: Option<String>,
+    },
+    /// Print the digest (OFFSET:HASH) of a tamper-evident store's history
+    Digest {
+        /// The digest at an earlier offset (default: the last)
+        #[arg(long, value_name = "OFFSET")]
+        at: Option<u64>,
+    },
+    /// Audit proofs of point-in-time states, checkable without the store
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Open the store and print its statistics and what open did
     Stats,
     /// Recovery points
@@ -243,4 +266,26 @@ pub enum PointCommand {
     },
     /// List the recovery points
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write a proof file: the records up to OFFSET and the digest they produce
+    Export {
+        /// The offset to prove (default: the last)
+        #[arg(long, value_name = "OFFSET")]
+        at: Option<u64>,
+        /// The proof file to write
+        #[arg(long, value_name = "FILE", default_value = "ctxlog-proof.bin")]
+        out: std::path::PathBuf,
+    },
+    /// Re-check a proof file offline: recompute every chain hash, replay the state
+    Check {
+        /// The proof file
+        file: std::path::PathBuf,
+        /// A digest you trust (from `ctxlog digest`); without it the check proves only that
+        /// the file is self-consistent
+        #[arg(long, value_name = "OFFSET:HASH")]
+        digest: Option<String>,
+    },
 }

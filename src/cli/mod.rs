@@ -12,6 +12,7 @@
 
 pub mod adapter;
 pub mod args;
+pub mod audit;
 pub mod bench;
 pub mod contexts;
 pub mod demo;
@@ -25,10 +26,10 @@ pub mod output;
 pub mod recovery;
 pub mod verify;
 
-use args::{Cli, Command, DurabilityArg, PointCommand};
+use args::{AuditCommand, Cli, Command, DurabilityArg, PointCommand};
 use clap::Parser;
 use ctxlog::{create_manager_with_config, Config, ContextManager, Durability};
-use ctxlog_format::layout::{FRAME_HEADER_LEN, HEADER_LEN};
+use ctxlog_format::layout::body_start;
 use output::{CliError, CliResult, Out};
 use std::path::Path;
 use std::time::Duration;
@@ -80,7 +81,18 @@ async fn dispatch(cli: &Cli, out: Out) -> CliResult {
             follow,
         } => logcmd::log(&dir, out, *from, context.as_deref(), *follow).await,
         Command::Inspect => inspect::inspect(&dir, out),
-        Command::Verify => verify::verify(&dir, out),
+        Command::Verify { digest } => {
+            verify::verify(&dir, out)?;
+            match digest {
+                Some(d) => audit::verify_digest(cli, out, d).await,
+                None => Ok(()),
+            }
+        }
+        Command::Digest { at } => audit::digest(cli, out, *at).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Export { at, out: file } => audit::export(cli, out, *at, file).await,
+            AuditCommand::Check { file, digest } => audit::check(out, file, digest.as_deref()),
+        },
         Command::Stats => recovery::stats(cli, out).await,
         Command::Point { command } => match command {
             PointCommand::Create { label } => recovery::point_create(cli, out, label).await,
@@ -118,6 +130,7 @@ pub fn durability(arg: DurabilityArg) -> Durability {
 pub fn config(cli: &Cli) -> Config {
     let mut config = Config::new(cli.store_dir());
     config.durability = durability(cli.durability);
+    config.tamper_evident = cli.tamper_evident;
     set_segment_bytes(&mut config, cli.segment_bytes);
     config
 }
@@ -126,8 +139,10 @@ pub fn config(cli: &Cli) -> Config {
 pub fn set_segment_bytes(config: &mut Config, bytes: Option<u64>) {
     if let Some(bytes) = bytes {
         config.segment_bytes = bytes;
-        // A record must fit in an empty segment: header and frame header come off.
-        let room = bytes.saturating_sub(HEADER_LEN as u64 + FRAME_HEADER_LEN as u64);
+        // A record must fit in an empty segment: header, chain seed and frame header (with a
+        // chain hash: the larger layout, so that tamper-evident stores fit too) come off.
+        let chained = ctxlog_format::FrameLayout { chain_hash: true };
+        let room = bytes.saturating_sub((body_start(true) + chained.overhead()) as u64);
         config.record_bytes_max = config.record_bytes_max.min(room).max(1024);
         config.value_bytes_max = config.value_bytes_max.min(config.record_bytes_max);
     }

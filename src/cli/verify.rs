@@ -19,12 +19,13 @@ use ctxlog::snapshot;
 use ctxlog::state::State;
 use ctxlog::storage::{FsStorage, Storage};
 use ctxlog_format::layout::{HEADER_LEN, KNOWN_FLAGS, TRAILER_LEN};
-use ctxlog_format::{decode_snapshot, Frame, SnapshotError, Stop};
+use ctxlog_format::{chain_genesis, chain_next, decode_snapshot, Frame, SnapshotError, Stop};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ struct Checker<'a> {
     wanted: Vec<u64>,
     progress: Progress,
     path: &'a Path,
+    /// The chain hash of the last record checked (tamper-evident stores).
+    chain: Option<[u8; 32]>,
 }
 
 impl Checker<'_> {
@@ -78,6 +81,21 @@ impl Checker<'_> {
         self.progress.inc(len);
         self.records += 1;
         self.last_offset = frame.offset;
+        if let (Some(prev), Some(stored)) = (self.chain, frame.chain_hash) {
+            if chain_next(&prev, frame.offset, frame.payload) != *stored {
+                let msg =
+                    "chain hash does not follow from the previous record: history was rewritten"
+                        .to_string();
+                self.problem(
+                    Some(frame.position),
+                    Some(frame.offset),
+                    "chain_mismatch",
+                    msg,
+                );
+            }
+            // Go on from the stored value, so that one rewrite is reported once.
+            self.chain = Some(*stored);
+        }
         let offset = Offset(frame.offset);
         let commit = match Commit::decode(offset, frame.payload) {
             Ok(c) => c,
@@ -175,6 +193,7 @@ pub fn verify(dir: &Path, out: Out) -> CliResult {
         wanted: snaps.iter().map(|(o, _)| o.0).collect(),
         progress: Progress::new(out, "verifying", Some(total)),
         path: dir,
+        chain: None,
     };
     for (i, seg) in segs.iter().enumerate() {
         let is_last = i + 1 == segs.len();
@@ -239,6 +258,25 @@ pub fn verify(dir: &Path, out: Out) -> CliResult {
             c.replay = None;
         }
         c.progress.inc(sh.body);
+        if sh.layout.chain_hash {
+            let mut seed = [0u8; 32];
+            file.read_exact_at(&mut seed, HEADER_LEN as u64)?;
+            let expected = match (c.chain, seg.first) {
+                (Some(prev), _) => Some(prev),
+                (None, 1) => Some(chain_genesis(&header.store_id)),
+                (None, _) => None,
+            };
+            if expected.is_some_and(|e| e != seed) {
+                let msg = "chain seed does not continue the previous segment's chain".to_string();
+                c.problem(
+                    Some(HEADER_LEN as u64),
+                    Some(seg.first),
+                    "chain_mismatch",
+                    msg,
+                );
+            }
+            c.chain = Some(seed);
+        }
         let mut walk = walk_frames(&file, sh.body, seg.first, sh.layout, true, |f, n| {
             c.frame(f, n)
         })?;
