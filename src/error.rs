@@ -49,6 +49,17 @@ pub enum InvalidInput {
         /// The encoder's message.
         reason: String,
     },
+    /// A stored value that does not decode into the type asked for (or that no upcaster
+    /// brings to it).
+    #[error("value at {context:?}/{key:?} cannot be read as asked: {reason}")]
+    Undecodable {
+        /// The context.
+        context: String,
+        /// The key.
+        key: String,
+        /// The decoder's or upcaster's message.
+        reason: String,
+    },
     /// A label key or value outside the rules.
     #[error("invalid label {label:?} on {context:?}: {reason}")]
     Label {

@@ -252,6 +252,11 @@ impl State {
         self.consumers.get(name).copied().unwrap_or_default()
     }
 
+    /// Every durable consumer's position.
+    pub fn consumer_positions(&self) -> impl Iterator<Item = Offset> + '_ {
+        self.consumers.values().copied()
+    }
+
     /// Offsets before this were compacted away.
     pub fn compacted_before(&self) -> Offset {
         self.compacted_before

@@ -5,7 +5,7 @@
 //! | name | kind | what |
 //! |---|---|---|
 //! | `ctxlog_commits_total` | counter | commits acknowledged |
-//! | `ctxlog_commits_rejected_total` | counter | commits refused (conflict, invalid, schema) |
+//! | `ctxlog_commits_rejected_total` | counter | commits the writer refused (version conflict, missing context, schema, too large); input refused before the writer (bad names, oversized values) is not counted |
 //! | `ctxlog_events_total` | counter | events in acknowledged commits |
 //! | `ctxlog_log_bytes_total` | counter | bytes written to segments |
 //! | `ctxlog_fsyncs_total` | counter | `fdatasync` calls on segments |

@@ -349,7 +349,7 @@ impl ContextManager {
     pub fn get_versioned<T: DeserializeOwned>(&self, context: &str, key: &str) -> Result<T> {
         let value = self.get_value(context, key)?;
         self.inner.config.upcasters.decode(&value).map_err(|e| {
-            Error::InvalidInput(crate::error::InvalidInput::Unencodable {
+            Error::InvalidInput(crate::error::InvalidInput::Undecodable {
                 context: context.to_string(),
                 key: key.to_string(),
                 reason: e.to_string(),
@@ -535,7 +535,13 @@ impl ContextManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let state = self.state();
-        let oldest_point = state.recovery_points().values().min().copied();
+        // Recovery points must stay restorable and durable consumers able to resume.
+        let oldest_point = state
+            .recovery_points()
+            .values()
+            .copied()
+            .chain(state.consumer_positions())
+            .min();
         let bound = before
             .min(oldest_point.unwrap_or(Offset(u64::MAX)))
             .min(state.offset());
@@ -544,6 +550,16 @@ impl ContextManager {
         let Some(base) = snaps.iter().rev().map(|(o, _)| *o).find(|o| *o <= bound) else {
             return Ok(Vec::new());
         };
+        // The base must survive a power loss before the log it replaces goes: a snapshot
+        // whose rename was not yet made durable (a failed directory sync) could vanish.
+        let sdir = crate::snapshot::snapshot_dir(&config.dir);
+        config.storage.sync_dir(&sdir).map_err(|source| {
+            Error::Recovery(crate::error::RecoveryError::SnapshotIo {
+                op: "sync directory",
+                file: sdir.clone(),
+                source,
+            })
+        })?;
         let start = base.next();
         if start > state.compacted_before() {
             let (reply, rx) = oneshot::channel();

@@ -159,6 +159,13 @@ fn events_for(action: &Action, state: &State) -> Result<Vec<Event>> {
         },
         Action::Restore(target) => return Ok(state.restore_events(target)),
         Action::Compacted(before) => Event::Compacted { before: *before },
+        Action::AckConsumer(_, offset) if *offset > state.offset() => {
+            return Err(Error::OffsetOutOfRange {
+                requested: *offset,
+                first: Offset::ZERO,
+                last: state.offset(),
+            })
+        }
         Action::AckConsumer(consumer, offset) => Event::ConsumerAcked {
             consumer: consumer.clone(),
             offset: *offset,
@@ -200,6 +207,7 @@ impl Stage for CommitStage {
         self.buf.clear();
         commit.encode_into(&mut self.buf);
         if let Err(e) = log.append(&self.buf) {
+            metrics::counter!(crate::telemetry::COMMITS_REJECTED).increment(1);
             let _ = request.reply.send(Err(e.into()));
             return None;
         }

@@ -160,20 +160,24 @@ impl Feed {
             }
             let to = Offset(last.0.min(self.next.0 + CATCH_UP_COMMITS - 1));
             let (reader, from) = (self.reader.clone(), self.next);
-            let commits = tokio::task::spawn_blocking(move || {
+            let (commits, failed) = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
-                for_each_commit(&reader, from, to, |offset, commit| {
+                let read = for_each_commit(&reader, from, to, |offset, commit| {
                     out.push((offset, commit));
                     Ok(ControlFlow::Continue(()))
-                })?;
-                Ok::<_, Error>(out)
+                });
+                (out, read.err())
             })
             .await
-            .map_err(|_| Error::Closed)??;
+            .map_err(|_| Error::Closed)?;
+            // Everything read before a failure is delivered, then the failure.
             for (offset, commit) in commits {
                 if let Step::Stop = self.deliver(offset, &commit).await {
                     return Ok(Step::Stop);
                 }
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
     }

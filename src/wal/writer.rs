@@ -188,12 +188,7 @@ impl LogWriter {
     pub(crate) fn flush_and_sync(&mut self) -> Result<(), WalError> {
         self.flush()?;
         self.shared.check_poison()?;
-        let a = &self.active;
-        Counters::add(&self.shared.counters.syncs, 1);
-        a.file.sync_data().map_err(|e| {
-            self.shared
-                .poison_with(WalError::io("fdatasync", &a.path)(e))
-        })
+        timed_sync(&self.shared, &*self.active.file, &self.active.path)
     }
 
     /// Writes and syncs what is buffered, seals the active segment and starts the next one.
