@@ -45,3 +45,43 @@ fn append_rotate_reopen_crash() {
     let all = read_all(&wal3);
     assert_eq!(all.len(), 1000, "original store unaffected by the image");
 }
+
+#[test]
+fn batches_append_all_or_none_and_never_mode_reserves_sparsely() {
+    use ctxlog::wal::{Durability, WalError};
+    let mem = MemStorage::new();
+    let storage: Arc<dyn Storage> = Arc::new(mem.clone());
+    let cfg = WalConfig {
+        segment_bytes: 64 * 1024,
+        record_bytes_max: 1000,
+        durability: Durability::Never,
+        ..WalConfig::default()
+    };
+    let wal = Wal::open(storage.clone(), "b".as_ref(), cfg).unwrap();
+    let first = wal
+        .append_batch_blocking((0..100u8).map(|i| vec![i; 10]).collect())
+        .unwrap();
+    assert_eq!(first.offset.0, 1);
+    // One oversized payload refuses the whole batch: nothing of it is written.
+    let refused = wal.append_batch_blocking(vec![vec![1; 10], vec![2; 2000]]);
+    assert!(
+        matches!(refused, Err(WalError::RecordTooLarge { .. })),
+        "{refused:?}"
+    );
+    let next = wal.append_blocking(b"after".to_vec()).unwrap();
+    assert_eq!(next.offset.0, 101);
+    let all = read_all(&wal);
+    assert_eq!(all.len(), 101);
+    assert!(all[..100]
+        .iter()
+        .enumerate()
+        .all(|(i, (o, p))| *o == i as u64 + 1 && *p == vec![i as u8; 10]));
+    wal.close();
+    // Never mode reserves the segment with set_len (Preallocate::Auto): still its full size.
+    let segment = std::path::Path::new("b/wal/00000000000000000001.seg");
+    let bytes = mem.crash_image(CrashMode::ProcessKill);
+    let file = bytes
+        .open(segment, ctxlog::storage::OpenMode::Read)
+        .unwrap();
+    assert_eq!(file.len().unwrap(), 64 * 1024);
+}

@@ -48,6 +48,20 @@ pub enum RecoveryMode {
     PointInTime,
 }
 
+/// How a new segment's space is reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preallocate {
+    /// `Zeroed` in `Always` and `Batched` modes, `Sparse` in `Never` mode. The default.
+    #[default]
+    Auto,
+    /// Zeros written and synced when the segment is created: an append's `fdatasync` then
+    /// persists data blocks only, never a size or extent change (cheapest durable appends).
+    Zeroed,
+    /// The file is only extended (`set_len`): no bytes written up front (cheapest bulk loads),
+    /// at the price of a metadata update in each later `fdatasync`.
+    Sparse,
+}
+
 /// Configuration of the write-ahead log.
 #[derive(Debug, Clone)]
 pub struct WalConfig {
@@ -76,6 +90,19 @@ pub struct WalConfig {
     /// previous one, its offset and its payload (log-format/FORMAT.md). Chosen once, when the
     /// store is created; an existing store keeps what its segment headers say. Default false.
     pub chain_hash: bool,
+    /// How new segments reserve their space. Default [`Preallocate::Auto`].
+    pub preallocate: Preallocate,
+}
+
+impl WalConfig {
+    /// True if new segments are zero-filled (see [`Preallocate`]).
+    pub fn zero_fill(&self) -> bool {
+        match self.preallocate {
+            Preallocate::Zeroed => true,
+            Preallocate::Sparse => false,
+            Preallocate::Auto => self.durability != Durability::Never,
+        }
+    }
 }
 
 impl Default for WalConfig {
@@ -89,6 +116,7 @@ impl Default for WalConfig {
             batch_bytes_max: 8 * 1024 * 1024,
             verify_sealed_on_open: true,
             chain_hash: false,
+            preallocate: Preallocate::Auto,
         }
     }
 }

@@ -1,18 +1,28 @@
-//! Group commit: one writer thread owns the active segment, one completion thread syncs and
-//! acknowledges.
+//! Group commit: one writer thread owns the active segment; in `Always` mode a sync thread
+//! issues the `fdatasync`s and an ack thread acknowledges.
 //!
 //! Appenders hand their request to the writer through a bounded queue and wait for an
 //! acknowledgement. The writer drains everything pending, lets the [`Stage`] turn each request
-//! into records (or reject it), writes the batch with one write, and passes it on. The
-//! completion thread takes every batch that has arrived, issues one `fdatasync` for all of them
-//! and acknowledges them in order. Because the writer does not wait for that sync, the next
-//! batch is gathered and written while the current one syncs: under load each sync serves the
-//! records of every writer that arrived meanwhile, well past the N/2 records per sync that a
-//! writer waiting on its own sync gets.
+//! into records (or reject it), and writes the batch with one write. Then:
+//!
+//! - **alone** (nothing else queued, nothing in the pipeline): the writer syncs and
+//!   acknowledges itself, so a lone appender pays two thread hand-offs per commit, not four;
+//! - **under load**: the batch goes to the sync thread, which takes every batch that has
+//!   arrived, issues one `fdatasync` for all of them and passes them to the ack thread, then
+//!   starts the next sync at once. The writer gathers and writes the next batch while the
+//!   current one syncs, and the ack thread wakes the appenders while the next sync runs, so
+//!   neither the CPU work of waking dozens of threads nor the write of the next batch ever
+//!   delays a sync. Each sync serves every writer that arrived meanwhile, past the N/2
+//!   records per sync that a writer waiting on its own sync gets.
+//!
+//! In `Batched` and `Never` modes the writer acknowledges as soon as a batch is written; in
+//! `Batched` the sync thread syncs at most `max_delay` after the first unsynced write.
+//! Acknowledgements are always given in offset order.
 
 use super::shared::{Shared, Visible};
 use super::writer::{LogWriter, Written};
 use super::{Durability, Reached, WalError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -48,6 +58,24 @@ struct Batch<A> {
     error: Option<WalError>,
 }
 
+/// What the writer, sync and ack threads share.
+struct Pipeline<C> {
+    completer: Mutex<C>,
+    /// Batches handed to the sync thread and not yet acknowledged. The writer acknowledges a
+    /// batch itself only when this is 0, which keeps acknowledgements in order.
+    in_flight: AtomicUsize,
+    shared: Arc<Shared>,
+}
+
+impl<C: Completer> Pipeline<C> {
+    fn complete(&self, acks: Vec<C::Ack>, result: Result<Reached, &WalError>) {
+        self.completer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete(acks, result);
+    }
+}
+
 /// Handle to a running group-commit pipeline.
 pub struct GroupCommit<R: Send + 'static> {
     tx: Mutex<Option<tokio::sync::mpsc::Sender<R>>>,
@@ -60,28 +88,60 @@ impl<R: Send + 'static> std::fmt::Debug for GroupCommit<R> {
     }
 }
 
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot spawn the {name} thread: {e}"))
+}
+
 impl<R: Send + 'static> GroupCommit<R> {
-    /// Starts the writer and completion threads.
+    /// Starts the writer thread, and the sync and ack threads the durability mode needs.
     pub fn start<S, C>(log: LogWriter, stage: S, completer: C) -> GroupCommit<R>
     where
         S: Stage<Request = R>,
         C: Completer<Ack = S::Ack>,
     {
         let (tx, rx) = tokio::sync::mpsc::channel(log.config.queue_depth);
-        let (done_tx, done_rx) = mpsc::channel::<Batch<S::Ack>>();
         let durability = log.config.durability;
-        let shared = Arc::clone(&log.shared);
-        let writer = std::thread::Builder::new()
-            .name("ctxlog-writer".into())
-            .spawn(move || writer_loop(log, stage, rx, done_tx))
-            .unwrap_or_else(|e| panic!("cannot spawn the ctxlog writer thread: {e}"));
-        let completion = std::thread::Builder::new()
-            .name("ctxlog-sync".into())
-            .spawn(move || completion_loop(shared, completer, done_rx, durability))
-            .unwrap_or_else(|e| panic!("cannot spawn the ctxlog sync thread: {e}"));
+        let pipeline = Arc::new(Pipeline {
+            completer: Mutex::new(completer),
+            in_flight: AtomicUsize::new(0),
+            shared: Arc::clone(&log.shared),
+        });
+        let mut threads = Vec::new();
+        let to_sync = match durability {
+            Durability::Always => {
+                let (sync_tx, sync_rx) = mpsc::channel::<Batch<S::Ack>>();
+                let (ack_tx, ack_rx) = mpsc::channel();
+                let shared = Arc::clone(&log.shared);
+                threads.push(spawn("ctxlog-sync", move || {
+                    sync_loop(shared, sync_rx, ack_tx)
+                }));
+                let p = Arc::clone(&pipeline);
+                threads.push(spawn("ctxlog-ack", move || ack_loop(p, ack_rx)));
+                ToSync::Batches(sync_tx)
+            }
+            Durability::Batched { max_delay } => {
+                let (sync_tx, sync_rx) = mpsc::channel::<Written>();
+                let shared = Arc::clone(&log.shared);
+                threads.push(spawn("ctxlog-sync", move || {
+                    batched_sync_loop(shared, sync_rx, max_delay)
+                }));
+                ToSync::Written(sync_tx)
+            }
+            Durability::Never => ToSync::Nothing,
+        };
+        let p = Arc::clone(&pipeline);
+        threads.insert(
+            0,
+            spawn("ctxlog-writer", move || {
+                writer_loop(log, stage, rx, p, to_sync)
+            }),
+        );
         GroupCommit {
             tx: Mutex::new(Some(tx)),
-            threads: Mutex::new(vec![writer, completion]),
+            threads: Mutex::new(threads),
         }
     }
 
@@ -122,13 +182,25 @@ impl<R: Send + 'static> Drop for GroupCommit<R> {
     }
 }
 
-fn writer_loop<S: Stage>(
+/// Where the writer sends what it wrote.
+enum ToSync<A> {
+    /// `Always`: batches to sync, then acknowledge.
+    Batches(mpsc::Sender<Batch<A>>),
+    /// `Batched`: what is written and not yet synced.
+    Written(mpsc::Sender<Written>),
+    /// `Never`.
+    Nothing,
+}
+
+fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     mut log: LogWriter,
     mut stage: S,
     mut rx: tokio::sync::mpsc::Receiver<S::Request>,
-    done: mpsc::Sender<Batch<S::Ack>>,
+    pipeline: Arc<Pipeline<C>>,
+    to_sync: ToSync<S::Ack>,
 ) {
     let batch_bytes_max = log.config.batch_bytes_max;
+    let shared = Arc::clone(&log.shared);
     while let Some(first) = rx.blocking_recv() {
         let mut acks = Vec::new();
         let mut take = |request, log: &mut LogWriter, acks: &mut Vec<S::Ack>| match log
@@ -150,20 +222,38 @@ fn writer_loop<S: Stage>(
             Err(e) => (None, Some(e)),
         };
         // The poison of a failed rotation or write reaches the acks of this batch too.
-        let error = error.or_else(|| log.shared.check_poison().err());
-        if done
-            .send(Batch {
-                written,
-                acks,
-                error,
-            })
-            .is_err()
-        {
+        let error = error.or_else(|| shared.check_poison().err());
+        let batch = Batch {
+            written,
+            acks,
+            error,
+        };
+        let alone = rx.is_empty() && pipeline.in_flight.load(Ordering::Acquire) == 0;
+        let sent = match &to_sync {
+            ToSync::Batches(tx) if !alone => {
+                pipeline.in_flight.fetch_add(1, Ordering::AcqRel);
+                tx.send(batch).is_ok()
+            }
+            ToSync::Batches(_) => {
+                sync_and_complete(&pipeline, vec![batch]);
+                true
+            }
+            ToSync::Written(tx) => {
+                let dirty = batch.written.clone();
+                complete_written(&pipeline, batch);
+                dirty.is_none_or(|w| tx.send(w).is_ok())
+            }
+            ToSync::Nothing => {
+                complete_written(&pipeline, batch);
+                true
+            }
+        };
+        if !sent {
             break;
         }
     }
     // Closing: make everything written durable, whatever the mode.
-    if log.shared.check_poison().is_ok() {
+    if shared.check_poison().is_ok() {
         if let Err(e) = log.flush_and_sync() {
             tracing::error!(error = %e, "final sync at close failed");
         }
@@ -180,86 +270,94 @@ fn publish(shared: &Shared, written: &Written) {
     };
 }
 
-fn completion_loop<C: Completer>(
-    shared: Arc<Shared>,
-    mut completer: C,
-    rx: mpsc::Receiver<Batch<C::Ack>>,
-    durability: Durability,
-) {
-    let mut unsynced: Option<(Written, Instant)> = None;
-    loop {
-        let first = match (&unsynced, durability) {
-            (Some((_, since)), Durability::Batched { max_delay }) => {
-                let wait = max_delay.saturating_sub(since.elapsed());
-                match rx.recv_timeout(wait) {
-                    Ok(b) => Some(b),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            _ => match rx.recv() {
-                Ok(b) => Some(b),
-                Err(_) => break,
-            },
-        };
-        let mut batches: Vec<Batch<C::Ack>> = first.into_iter().collect();
-        batches.extend(rx.try_iter());
-        match durability {
-            Durability::Always => complete_synced(&shared, &mut completer, batches),
-            Durability::Batched { max_delay } => {
-                complete_written(&shared, &mut completer, batches, &mut unsynced);
-                if let Some((w, since)) = &unsynced {
-                    if since.elapsed() >= max_delay {
-                        let _ = LogWriter::sync(&shared, w);
-                        unsynced = None;
-                    }
-                }
-            }
-            Durability::Never => {
-                complete_written(&shared, &mut completer, batches, &mut unsynced);
-            }
-        }
+/// One `fdatasync` for every batch given. Batches written before a rotation were synced by the
+/// rotation; the last batch's file holds everything else.
+fn sync_batches<A>(shared: &Shared, batches: &[Batch<A>]) -> Result<Option<Written>, WalError> {
+    let last_written = batches.iter().rev().find_map(|b| b.written.clone());
+    if let Some(w) = &last_written {
+        LogWriter::sync(shared, w)?;
     }
+    Ok(last_written)
 }
 
-/// `Always`: one `fdatasync` for every batch gathered, then acknowledge them all.
-fn complete_synced<C: Completer>(shared: &Shared, completer: &mut C, batches: Vec<Batch<C::Ack>>) {
-    // Batches written before a rotation were synced by the rotation; the last batch's file
-    // holds everything else.
-    let last_written = batches.iter().rev().find_map(|b| b.written.clone());
-    let synced = match &last_written {
-        Some(w) => LogWriter::sync(shared, w),
-        None => Ok(()),
-    };
-    if let (Ok(()), Some(w)) = (&synced, &last_written) {
-        publish(shared, w);
+/// Publishes and acknowledges synced batches, in order.
+fn complete_synced<C: Completer>(
+    pipeline: &Pipeline<C>,
+    batches: Vec<Batch<C::Ack>>,
+    synced: Result<Option<Written>, WalError>,
+) {
+    if let Ok(Some(w)) = &synced {
+        publish(&pipeline.shared, w);
     }
     for batch in batches {
         let result = match (&batch.error, &synced) {
             (Some(e), _) | (None, Err(e)) => Err(e),
-            (None, Ok(())) => Ok(Reached::Synced),
+            (None, Ok(_)) => Ok(Reached::Synced),
         };
-        completer.complete(batch.acks, result);
+        pipeline.complete(batch.acks, result);
     }
 }
 
-/// `Batched` and `Never`: acknowledge as written; remember what is unsynced.
-fn complete_written<C: Completer>(
-    shared: &Shared,
-    completer: &mut C,
-    batches: Vec<Batch<C::Ack>>,
-    unsynced: &mut Option<(Written, Instant)>,
+fn sync_and_complete<C: Completer>(pipeline: &Pipeline<C>, batches: Vec<Batch<C::Ack>>) {
+    let synced = sync_batches(&pipeline.shared, &batches);
+    complete_synced(pipeline, batches, synced);
+}
+
+/// `Batched` and `Never`: acknowledge as written.
+fn complete_written<C: Completer>(pipeline: &Pipeline<C>, batch: Batch<C::Ack>) {
+    if let Some(w) = &batch.written {
+        publish(&pipeline.shared, w);
+    }
+    let result = match &batch.error {
+        Some(e) => Err(e),
+        None => Ok(Reached::Written),
+    };
+    pipeline.complete(batch.acks, result);
+}
+
+type Synced<A> = (Vec<Batch<A>>, Result<Option<Written>, WalError>);
+
+/// `Always`: takes every batch that has arrived, syncs once, hands them to the ack thread.
+fn sync_loop<A: Send>(
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Batch<A>>,
+    acks: mpsc::Sender<Synced<A>>,
 ) {
-    for batch in batches {
-        if let Some(w) = &batch.written {
-            publish(shared, w);
-            let since = unsynced.as_ref().map_or_else(Instant::now, |(_, t)| *t);
-            *unsynced = Some((w.clone(), since));
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        batches.extend(rx.try_iter());
+        let synced = sync_batches(&shared, &batches);
+        if acks.send((batches, synced)).is_err() {
+            break;
         }
-        let result = match &batch.error {
-            Some(e) => Err(e),
-            None => Ok(Reached::Written),
-        };
-        completer.complete(batch.acks, result);
+    }
+}
+
+/// `Always`: publishes and acknowledges synced batches while the next sync runs.
+fn ack_loop<C: Completer>(pipeline: Arc<Pipeline<C>>, rx: mpsc::Receiver<Synced<C::Ack>>) {
+    while let Ok((batches, synced)) = rx.recv() {
+        let n = batches.len();
+        complete_synced(&pipeline, batches, synced);
+        pipeline.in_flight.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// `Batched`: syncs at most `max_delay` after the first unsynced write.
+fn batched_sync_loop(
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Written>,
+    max_delay: std::time::Duration,
+) {
+    while let Ok(first) = rx.recv() {
+        let since = Instant::now();
+        let mut latest = first;
+        loop {
+            match rx.recv_timeout(max_delay.saturating_sub(since.elapsed())) {
+                Ok(w) => latest = w,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = LogWriter::sync(&shared, &latest);
     }
 }

@@ -18,7 +18,7 @@ mod segment;
 mod shared;
 mod writer;
 
-pub use config::{Durability, Reached, RecoveryMode, WalConfig};
+pub use config::{Durability, Preallocate, Reached, RecoveryMode, WalConfig};
 pub use error::WalError;
 pub use group::{Completer, GroupCommit, Stage};
 pub use reader::{LogReader, Record};
@@ -56,10 +56,15 @@ pub struct Appended {
 
 type Reply = oneshot::Sender<Result<Appended, WalError>>;
 
-/// A request to append one payload.
+/// A request to append one payload, or several as consecutive records.
 pub struct AppendRequest {
-    payload: Vec<u8>,
+    payloads: Payloads,
     reply: Reply,
+}
+
+enum Payloads {
+    One(Vec<u8>),
+    Many(Vec<Vec<u8>>),
 }
 
 struct RecordStage;
@@ -69,7 +74,19 @@ impl Stage for RecordStage {
     type Ack = (Offset, Reply);
 
     fn prepare(&mut self, request: AppendRequest, log: &mut LogWriter) -> Option<Self::Ack> {
-        match log.append(&request.payload) {
+        let appended = match &request.payloads {
+            Payloads::One(payload) => log.append(payload),
+            Payloads::Many(payloads) => {
+                // All or none: every size is checked before the first record is encoded.
+                let checked = payloads.iter().try_for_each(|p| log.check_size(p.len()));
+                checked.and_then(|()| {
+                    let first = log.next_offset();
+                    payloads.iter().try_for_each(|p| log.append(p).map(drop))?;
+                    Ok(first)
+                })
+            }
+        };
+        match appended {
             Ok(offset) => Some((offset, request.reply)),
             Err(e) => {
                 let _ = request.reply.send(Err(e));
@@ -147,15 +164,28 @@ impl Wal {
     /// Appends a payload; resolves once it reached the configured durability.
     pub async fn append(&self, payload: Vec<u8>) -> Result<Appended, WalError> {
         let (reply, rx) = oneshot::channel();
-        self.commit.submit(AppendRequest { payload, reply }).await?;
+        let payloads = Payloads::One(payload);
+        self.commit
+            .submit(AppendRequest { payloads, reply })
+            .await?;
         rx.await.map_err(|_| WalError::Closed)?
     }
 
     /// Appends a payload from a thread that is not running async code.
     pub fn append_blocking(&self, payload: Vec<u8>) -> Result<Appended, WalError> {
+        self.submit_blocking(Payloads::One(payload))
+    }
+
+    /// Appends several payloads as consecutive records with one request (bulk loads): all or
+    /// none are appended. Returns the first record's offset; the others follow it.
+    pub fn append_batch_blocking(&self, payloads: Vec<Vec<u8>>) -> Result<Appended, WalError> {
+        self.submit_blocking(Payloads::Many(payloads))
+    }
+
+    fn submit_blocking(&self, payloads: Payloads) -> Result<Appended, WalError> {
         let (reply, rx) = oneshot::channel();
         self.commit
-            .submit_blocking(AppendRequest { payload, reply })?;
+            .submit_blocking(AppendRequest { payloads, reply })?;
         rx.blocking_recv().map_err(|_| WalError::Closed)?
     }
 

@@ -1,11 +1,11 @@
 //! Opening the log: lock, scan every segment, check every frame, repair a torn tail, and report
 //! whatever was dropped. Nothing is deleted silently.
 
-use super::segment::{create_segment, now_ms, parse_segment_name, read_seed};
+use super::segment::{create_segment, now_ms, parse_segment_name, read_seed, reserve};
 use super::shared::{SegmentEntry, Shared, Table, Visible};
 use super::writer::{Active, LogWriter};
 use super::{RecoveryMode, WalConfig, WalError};
-use crate::storage::{write_zeros, LockFailure, Mapped, OpenMode, Storage, StorageFile};
+use crate::storage::{LockFailure, Mapped, OpenMode, Storage, StorageFile};
 use ctxlog_format::layout::{body_start, FLAG_CHAIN_HASH, HEADER_LEN};
 use ctxlog_format::{
     all_zero, chain_genesis, CorruptionKind, FileHeader, FileKind, FrameLayout, FrameReader, Stop,
@@ -533,8 +533,9 @@ fn finish(
                 .unwrap_or(1);
             let capacity = config.segment_bytes;
             let seed = layout.chain_hash.then(|| chain_genesis(&store_id));
+            let zero = config.zero_fill();
             let (path, file) =
-                create_segment(&*storage, &wal_dir, first, store_id, capacity, seed)?;
+                create_segment(&*storage, &wal_dir, first, store_id, capacity, seed, zero)?;
             let pos = body_start(layout.chain_hash) as u64;
             let active = Active {
                 first,
@@ -605,7 +606,7 @@ fn reopen_active(
         let file = storage
             .open(&path, OpenMode::ReadWrite)
             .map_err(WalError::io("open", &path))?;
-        write_zeros(&*file, len, config.segment_bytes - len)
+        reserve(&*file, len, config.segment_bytes, config.zero_fill())
             .map_err(WalError::io("preallocate", &path))?;
         file.sync_data().map_err(WalError::io("fdatasync", &path))?;
         file

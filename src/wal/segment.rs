@@ -43,6 +43,7 @@ pub fn create_segment(
     store_id: [u8; 16],
     capacity: u64,
     chain_seed: Option<[u8; 32]>,
+    zero_fill: bool,
 ) -> Result<(PathBuf, Arc<dyn StorageFile>), WalError> {
     let path = wal_dir.join(segment_name(first));
     let file = storage
@@ -66,12 +67,26 @@ pub fn create_segment(
         file.write_all_at(&seed, HEADER_LEN as u64)
             .map_err(WalError::io("write", &path))?;
     }
-    write_zeros(&*file, start, capacity - start).map_err(WalError::io("preallocate", &path))?;
+    reserve(&*file, start, capacity, zero_fill).map_err(WalError::io("preallocate", &path))?;
     file.sync_data().map_err(WalError::io("fdatasync", &path))?;
     storage
         .sync_dir(wal_dir)
         .map_err(WalError::io("sync directory", wal_dir))?;
     Ok((path, file))
+}
+
+/// Reserves a segment's space from `from` to `capacity`: written zeros, or a sparse extension.
+pub fn reserve(
+    file: &dyn StorageFile,
+    from: u64,
+    capacity: u64,
+    zero_fill: bool,
+) -> std::io::Result<()> {
+    if zero_fill {
+        write_zeros(file, from, capacity - from)
+    } else {
+        file.set_len(capacity)
+    }
 }
 
 /// Seals a full segment: cuts the preallocated space after its last record and syncs, so that

@@ -213,6 +213,7 @@ impl LogWriter {
             shared.store_id,
             capacity,
             self.chain,
+            self.config.zero_fill(),
         )?;
         {
             let mut table = shared.write_table();
