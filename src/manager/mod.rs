@@ -393,9 +393,16 @@ impl ContextManager {
 
     // ---- the log ----
 
-    /// Every event that concerns `context`, oldest first, with offsets and times.
+    /// Every event that concerns `context`, oldest first, with offsets and times
+    /// ([`Error::NotFound`] for a context the store has never had).
     pub async fn history(&self, context: &str) -> Result<Vec<HistoryEntry>> {
         check_context_name(context)?;
+        // A context the store has never seen (deleted ones included) has no history.
+        if self.state().context_any(context).is_none() {
+            return Err(Error::NotFound {
+                context: context.to_string(),
+            });
+        }
         let reader = self.inner.reader.clone();
         let (name, to) = (context.to_string(), self.last_offset());
         let from = reader.first_offset();
