@@ -2,12 +2,15 @@
 //! point-in-time reads and restores; snapshots.
 
 mod audit;
+mod history;
 mod hub;
+mod maintenance;
 mod open;
 mod ops;
 mod stage;
 mod subscribe;
 
+pub use history::{CommitRecord, HistoryEntry};
 pub use open::OpenReport;
 pub use ops::{Op, Receipt, Update};
 pub use subscribe::{Filter, SubscribedEvent, Subscription};
@@ -19,10 +22,9 @@ pub(crate) mod ops_internal {
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::event::{Event, Labels};
-use crate::model::{check_context_name, check_key, check_point_label, Value};
+use crate::event::Labels;
+use crate::model::{check_context_name, check_key, Value};
 use crate::offset::Offset;
-use crate::replay::for_each_commit;
 use crate::state::{ContextState, State};
 use crate::wal::{GroupCommit, LogReader, WalStats};
 use hub::{Counters, Hub};
@@ -31,8 +33,7 @@ use ops::Action;
 use serde::{de::DeserializeOwned, Serialize};
 use stage::Request;
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
 
@@ -77,28 +78,6 @@ impl From<&str> for At {
     fn from(l: &str) -> At {
         At::Label(l.to_string())
     }
-}
-
-/// One event of a context's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The commit's offset.
-    pub offset: Offset,
-    /// The commit's time, ms since the Unix epoch.
-    pub ts_ms: u64,
-    /// The event.
-    pub event: Event,
-}
-
-/// One commit as read back from the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitRecord {
-    /// Its offset.
-    pub offset: Offset,
-    /// Its time, ms since the Unix epoch.
-    pub ts_ms: u64,
-    /// Its events.
-    pub events: Vec<Event>,
 }
 
 /// What the store has done since open.
@@ -389,204 +368,6 @@ impl ContextManager {
     /// Recovery points by label.
     pub fn recovery_points(&self) -> BTreeMap<String, Offset> {
         self.state().recovery_points()
-    }
-
-    // ---- the log ----
-
-    /// Every event that concerns `context`, oldest first, with offsets and times
-    /// ([`Error::NotFound`] for a context the store has never had).
-    pub async fn history(&self, context: &str) -> Result<Vec<HistoryEntry>> {
-        check_context_name(context)?;
-        // A context the store has never seen (deleted ones included) has no history.
-        if self.state().context_any(context).is_none() {
-            return Err(Error::NotFound {
-                context: context.to_string(),
-            });
-        }
-        let reader = self.inner.reader.clone();
-        let (name, to) = (context.to_string(), self.last_offset());
-        let from = reader.first_offset();
-        blocking(move || {
-            let mut out = Vec::new();
-            for_each_commit(&reader, from, to, |offset, commit| {
-                let ts_ms = commit.ts;
-                out.extend(
-                    commit
-                        .events
-                        .into_iter()
-                        .filter(|e| e.concerns(&name))
-                        .map(|event| HistoryEntry {
-                            offset,
-                            ts_ms,
-                            event,
-                        }),
-                );
-                Ok(ControlFlow::Continue(()))
-            })?;
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Every commit from `from` to the last acknowledged one.
-    pub async fn events(&self, from: Offset) -> Result<Vec<CommitRecord>> {
-        self.events_range(from, self.last_offset()).await
-    }
-
-    /// Every commit in `from..=to`.
-    pub async fn events_range(&self, from: Offset, to: Offset) -> Result<Vec<CommitRecord>> {
-        let reader = self.inner.reader.clone();
-        let to = to.min(self.last_offset());
-        blocking(move || {
-            let mut out = Vec::new();
-            for_each_commit(&reader, from.max(Offset::FIRST), to, |offset, commit| {
-                out.push(CommitRecord {
-                    offset,
-                    ts_ms: commit.ts,
-                    events: commit.events,
-                });
-                Ok(ControlFlow::Continue(()))
-            })?;
-            Ok(out)
-        })
-        .await
-    }
-
-    // ---- recovery points, point-in-time reads, restore ----
-
-    /// Names the current end of the log; returns the offset of the commit that records it.
-    pub async fn create_recovery_point(&self, label: &str) -> Result<Offset> {
-        check_point_label(label)?;
-        let receipt = self
-            .submit(vec![Action::Point(label.to_string())], BTreeMap::new())
-            .await?;
-        Ok(receipt.offset)
-    }
-
-    /// Resolves a label or checks an offset against what is committed.
-    pub fn resolve(&self, at: &At) -> Result<Offset> {
-        let state = self.state();
-        let offset = match at {
-            At::Offset(o) => *o,
-            At::Label(l) => state
-                .recovery_point(l)
-                .ok_or_else(|| Error::UnknownRecoveryPoint { label: l.clone() })?,
-        };
-        let first = state.compacted_before().max(Offset::FIRST).prev();
-        if offset > state.offset() || offset < first {
-            return Err(Error::OffsetOutOfRange {
-                requested: offset,
-                first,
-                last: state.offset(),
-            });
-        }
-        Ok(offset)
-    }
-
-    /// A read-only view of every context as of `at`: the nearest snapshot at or before it,
-    /// then replay. Its cost is bounded by the snapshot interval, not the log's length.
-    pub async fn state_at(&self, at: impl Into<At>) -> Result<State> {
-        let offset = self.resolve(&at.into())?;
-        let current = self.state();
-        if offset == current.offset() {
-            return Ok((*current).clone());
-        }
-        let (config, reader) = (self.inner.config.clone(), self.inner.reader.clone());
-        blocking(move || open::rebuild(&config, &reader, offset).map(|(s, ..)| s)).await
-    }
-
-    /// Brings every context back to its state as of `at` by appending one commit of
-    /// `ContextRestored` events (history is never rewritten). Contexts created after `at` are
-    /// deleted; contexts deleted since are brought back.
-    pub async fn restore(&self, at: impl Into<At>) -> Result<Receipt> {
-        let target = self.state_at(at).await?;
-        self.submit(vec![Action::Restore(Arc::new(target))], BTreeMap::new())
-            .await
-    }
-
-    /// Writes a snapshot of the current state now; returns its offset.
-    pub async fn snapshot_now(&self) -> Result<Offset> {
-        self.check_open()?;
-        let state = self.state();
-        let snapshotter = Arc::clone(&self.inner.snapshotter);
-        let counters_hub = Arc::clone(&self.inner.hub);
-        blocking(move || {
-            snapshotter.write(&state)?;
-            Counters::add(&counters_hub.counters.snapshots, 1);
-            counters_hub
-                .counters
-                .last_snapshot
-                .store(state.offset().0, std::sync::atomic::Ordering::Relaxed);
-            Ok(state.offset())
-        })
-        .await
-    }
-
-    /// Removes log segments whose records all lie at or before the newest snapshot at or
-    /// before both `before` and the oldest recovery point, so that the state at every recovery
-    /// point and at every offset from `before` on stays readable (from that snapshot). Records the compaction as an event first (so a crash can leave extra
-    /// segments, never missing ones), then removes the files. Returns the files removed; none
-    /// if no snapshot qualifies.
-    pub async fn compact(&self, before: Offset) -> Result<Vec<PathBuf>> {
-        self.check_open()?;
-        let this = self.clone();
-        blocking(move || this.compact_blocking(before)).await
-    }
-
-    fn compact_blocking(&self, before: Offset) -> Result<Vec<PathBuf>> {
-        // No snapshot is written or pruned while the base is chosen and the segments go.
-        let _no_snapshots = self
-            .inner
-            .snapshotter
-            .lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let state = self.state();
-        // Recovery points must stay restorable and durable consumers able to resume.
-        let oldest_point = state
-            .recovery_points()
-            .values()
-            .copied()
-            .chain(state.consumer_positions())
-            .min();
-        let bound = before
-            .min(oldest_point.unwrap_or(Offset(u64::MAX)))
-            .min(state.offset());
-        let config = &self.inner.config;
-        let (snaps, _) = crate::snapshot::list(&*config.storage, &config.dir)?;
-        let Some(base) = snaps.iter().rev().map(|(o, _)| *o).find(|o| *o <= bound) else {
-            return Ok(Vec::new());
-        };
-        // The base must survive a power loss before the log it replaces goes: a snapshot
-        // whose rename was not yet made durable (a failed directory sync) could vanish.
-        let sdir = crate::snapshot::snapshot_dir(&config.dir);
-        config.storage.sync_dir(&sdir).map_err(|source| {
-            Error::Recovery(crate::error::RecoveryError::SnapshotIo {
-                op: "sync directory",
-                file: sdir.clone(),
-                source,
-            })
-        })?;
-        let start = base.next();
-        if start > state.compacted_before() {
-            let (reply, rx) = oneshot::channel();
-            let request = Request {
-                actions: vec![Action::Compacted(start)],
-                expect: BTreeMap::new(),
-                reply,
-                submitted: std::time::Instant::now(),
-            };
-            self.inner.commit.submit_blocking(request)?;
-            rx.blocking_recv().map_err(|_| Error::Closed)??;
-        }
-        Ok(self.inner.reader.remove_segments_before(start)?)
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.inner.hub.is_closed() {
-            return Err(Error::Closed);
-        }
-        Ok(())
     }
 
     // ---- the rest ----
