@@ -2,7 +2,7 @@
 //! whatever was dropped. Nothing is deleted silently.
 
 use super::segment::{create_segment, now_ms, parse_segment_name, read_seed, reserve};
-use super::shared::{SegmentEntry, Shared, Table, Visible};
+use super::shared::{SegmentEntry, Shared, Table, Visible, POISON_MARKER};
 use super::writer::{Active, LogWriter};
 use super::{RecoveryMode, WalConfig, WalError};
 use crate::storage::{LockFailure, Mapped, OpenMode, Storage, StorageFile};
@@ -60,6 +60,10 @@ pub struct RecoveryReport {
     pub foreign_files: Vec<PathBuf>,
     /// A last segment whose creation a crash interrupted (it held no record), made anew.
     pub repaired_segment: Option<PathBuf>,
+    /// The log had been poisoned (a failed write or sync): the active segment's records were
+    /// written again and synced, so that records the kernel may have dropped after the failed
+    /// sync, while still returning them to reads, are on disk before anything follows them.
+    pub rewrote_after_poison: Option<u64>,
 }
 
 struct Scanned {
@@ -124,7 +128,14 @@ pub(crate) fn open_log(
             .sync_dir(dir)
             .map_err(WalError::io("sync directory", dir))?;
     }
+    // Make every entry already in wal/ durable before appending to any of it: a segment whose
+    // creation's directory sync failed would otherwise vanish at the next power loss, with
+    // whatever is acknowledged in it from now on.
+    storage
+        .sync_dir(&wal_dir)
+        .map_err(WalError::io("sync directory", &wal_dir))?;
     let mut report = RecoveryReport::default();
+    let mut poisoned = false;
     let mut segs = Vec::new();
     for name in storage
         .list(&wal_dir)
@@ -132,6 +143,7 @@ pub(crate) fn open_log(
     {
         match parse_segment_name(&name) {
             Some(first) => segs.push((first, wal_dir.join(name))),
+            None if name == POISON_MARKER => poisoned = true,
             None => report.foreign_files.push(wal_dir.join(name)),
         }
     }
@@ -145,6 +157,19 @@ pub(crate) fn open_log(
     } else {
         scan_all(&*storage, &wal_dir, &segs, &config, &mut report)?
     };
+    let mut scanned = scanned;
+    if poisoned {
+        if let Some(last) = scanned.last_mut() {
+            report.rewrote_after_poison = Some(rewrite_records(&*storage, last, layout)?);
+        }
+        let marker = wal_dir.join(POISON_MARKER);
+        storage
+            .remove(&marker)
+            .map_err(WalError::io("remove", &marker))?;
+        storage
+            .sync_dir(&wal_dir)
+            .map_err(WalError::io("sync directory", &wal_dir))?;
+    }
     let identity = (store_id, layout);
     finish(storage, wal_dir, identity, scanned, config, lock, report)
 }
@@ -395,6 +420,32 @@ fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
         offset,
         kind,
     }
+}
+
+/// Writes a segment's records (as read, which is what readers saw) again and syncs them.
+fn rewrite_records(
+    storage: &dyn Storage,
+    seg: &mut Scanned,
+    layout: FrameLayout,
+) -> Result<u64, WalError> {
+    let start = body_start(layout.chain_hash);
+    let records = seg
+        .map
+        .bytes()
+        .get(start..seg.end as usize)
+        .unwrap_or_default();
+    // It may have been opened read-only (a sealed segment that became the last one).
+    seg.file = storage
+        .open(&seg.path, OpenMode::ReadWrite)
+        .map_err(WalError::io("open", &seg.path))?;
+    seg.file
+        .write_all_at(records, start as u64)
+        .map_err(WalError::io("write", &seg.path))?;
+    seg.file
+        .sync_data()
+        .map_err(WalError::io("fdatasync", &seg.path))?;
+    tracing::warn!(file = %seg.path.display(), bytes = records.len(), "rewrote the active segment after a poisoned run");
+    Ok(records.len() as u64)
 }
 
 /// True when a segment file holds no record: shorter than a header, or only zeros after it.

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// Name of the marker a poisoned log leaves in `wal/`.
+pub(crate) const POISON_MARKER: &str = "POISONED";
+
 /// One segment as readers see it.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentEntry {
@@ -117,14 +120,40 @@ impl Shared {
         self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks the log unusable after a failed write or sync; the first cause wins.
+    /// Marks the log unusable after a failed write or sync; the first cause wins. Also leaves
+    /// a `POISONED` marker in `wal/` (best effort): after a failed `fdatasync` the kernel may
+    /// have dropped dirty pages that reads still return, so the next open must write the
+    /// active segment's records again before it trusts them (see recovery).
     pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
-        let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_none() {
-            tracing::error!(op, ?kind, "write-ahead log poisoned");
-            *p = Some((op, kind));
-        }
+        let first = {
+            let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
+            let first = p.is_none();
+            if first {
+                tracing::error!(op, ?kind, "write-ahead log poisoned");
+                *p = Some((op, kind));
+            }
+            first
+        };
         self.poisoned.store(true, Ordering::Release);
+        if first {
+            self.leave_poison_marker(op, kind);
+        }
+    }
+
+    fn leave_poison_marker(&self, op: &'static str, kind: io::ErrorKind) {
+        let path = self.wal_dir.join(POISON_MARKER);
+        let text = format!("{op} failed: {kind:?}\n");
+        let written = self
+            .storage
+            .open(&path, crate::storage::OpenMode::CreateNew)
+            .and_then(|f| {
+                f.write_all_at(text.as_bytes(), 0)
+                    .and_then(|()| f.sync_data())
+            })
+            .and_then(|()| self.storage.sync_dir(&self.wal_dir));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "could not leave the poison marker");
+        }
     }
 
     /// `Err(Poisoned)` once the log is poisoned.
