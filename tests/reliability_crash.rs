@@ -227,7 +227,6 @@ struct Seen {
     unacked_present: u64,
     before_end: u64,
     restarts_then_power_loss: u64,
-    known_bug: u64,
 }
 
 /// Crash images per seed, taken at increasing instants of the same run.
@@ -446,25 +445,16 @@ impl Check<'_> {
         if killed {
             // The process was killed and restarted in the same boot; then the power goes. The
             // restarted store must have made what it showed, and the commit it acknowledged,
-            // durable. A known bug breaks this when the kill fell between a new segment's
-            // creation and its directory sync (tests/reliability_faults.rs
-            // a_reopen_makes_the_segment_it_appends_to_durable): counted, not failed, unless
-            // CTXLOG_KNOWN_BUGS=1.
+            // durable (open syncs wal/: a kill between a new segment's creation and its
+            // directory sync once lost the segment here).
             cfg.storage = Arc::new(image.crash_image(CrashMode::DropUnsynced));
-            let kept = match create_manager_with_config(cfg).await {
-                Ok(m3) => {
-                    let same = state_diff(&after, &m3.state());
-                    m3.close().await.expect("close");
-                    same.map_or(Ok(()), Err)
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = kept {
-                let known = std::env::var("CTXLOG_KNOWN_BUGS").map_or(true, |v| v != "1");
-                assert!(known, "{ctx}: power loss after the restart: {e}");
-                eprintln!("{ctx}: known bug: power loss after the restart: {e}");
-                seen.known_bug += 1;
+            let m3 = create_manager_with_config(cfg)
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: power loss after the restart: {e}"));
+            if let Some(d) = state_diff(&after, &m3.state()) {
+                panic!("{ctx}: power loss after the restart: {d}");
             }
+            m3.close().await.expect("close");
             seen.restarts_then_power_loss += 1;
         }
         let acked: BTreeSet<u64> = acked.iter().copied().collect();
@@ -499,7 +489,6 @@ fn crash_images_keep_every_acknowledged_commit_whole() {
         t.unacked_present += s.unacked_present;
         t.before_end += s.before_end;
         t.restarts_then_power_loss += s.restarts_then_power_loss;
-        t.known_bug += s.known_bug;
     });
     let time = started.elapsed();
     eprintln!(
@@ -525,7 +514,6 @@ fn crash_images_keep_every_acknowledged_commit_whole() {
     figure(TEST, "images_rotated", t.rotated);
     figure(TEST, "unacked_commits_recovered_whole", t.unacked_present);
     figure(TEST, "kills_then_power_loss", t.restarts_then_power_loss);
-    figure(TEST, "known_bug_power_loss_after_restart", t.known_bug);
     figure(TEST, "seconds", format!("{:.1}", time.as_secs_f64()));
     if n >= 200 && !single_seed() {
         let i = t.images;

@@ -160,7 +160,7 @@ pub(crate) fn open_log(
     let mut scanned = scanned;
     if poisoned {
         if let Some(last) = scanned.last_mut() {
-            report.rewrote_after_poison = Some(rewrite_records(&*storage, last, layout)?);
+            report.rewrote_after_poison = Some(rewrite_records(&*storage, last)?);
         }
         let marker = wal_dir.join(POISON_MARKER);
         storage
@@ -422,13 +422,12 @@ fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
     }
 }
 
-/// Writes a segment's records (as read, which is what readers saw) again and syncs them.
-fn rewrite_records(
-    storage: &dyn Storage,
-    seg: &mut Scanned,
-    layout: FrameLayout,
-) -> Result<u64, WalError> {
-    let start = body_start(layout.chain_hash);
+/// Writes a segment's header and records (as read, which is what readers saw) again and
+/// syncs them.
+fn rewrite_records(storage: &dyn Storage, seg: &mut Scanned) -> Result<u64, WalError> {
+    // From byte 0: the header (and chain seed) of a segment whose creation's sync failed is
+    // in the same situation as its records.
+    let start = 0;
     let records = seg
         .map
         .bytes()

@@ -60,15 +60,25 @@ pub fn create_segment(
         created_ms: now_ms(),
         store_id,
     };
-    file.write_all_at(&header.encode(), 0)
-        .map_err(WalError::io("write", &path))?;
-    let start = body_start(chain_seed.is_some()) as u64;
-    if let Some(seed) = chain_seed {
-        file.write_all_at(&seed, HEADER_LEN as u64)
+    let written = (|| {
+        file.write_all_at(&header.encode(), 0)
             .map_err(WalError::io("write", &path))?;
+        let start = body_start(chain_seed.is_some()) as u64;
+        if let Some(seed) = chain_seed {
+            file.write_all_at(&seed, HEADER_LEN as u64)
+                .map_err(WalError::io("write", &path))?;
+        }
+        reserve(&*file, start, capacity, zero_fill).map_err(WalError::io("preallocate", &path))?;
+        file.sync_data().map_err(WalError::io("fdatasync", &path))
+    })();
+    if let Err(e) = written {
+        // A header whose sync failed may stay readable yet never reach the disk (fsyncgate):
+        // take the file away rather than let a later open append behind it.
+        if let Err(rm) = storage.remove(&path) {
+            tracing::error!(file = %path.display(), error = %rm, "could not remove a segment whose creation failed");
+        }
+        return Err(e);
     }
-    reserve(&*file, start, capacity, zero_fill).map_err(WalError::io("preallocate", &path))?;
-    file.sync_data().map_err(WalError::io("fdatasync", &path))?;
     storage
         .sync_dir(wal_dir)
         .map_err(WalError::io("sync directory", wal_dir))?;
