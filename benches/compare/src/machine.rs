@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 fn read(path: impl AsRef<Path>) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn cpu_model() -> String {
@@ -57,7 +59,9 @@ fn block_device(dev: &str) -> String {
     // A partition's queue lives with its disk.
     let mut base = name.to_string();
     if !Path::new(&format!("/sys/block/{base}")).exists() {
-        base = base.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+        base = base
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .to_string();
         if base.ends_with('p') && !Path::new(&format!("/sys/block/{base}")).exists() {
             base.pop();
         }
@@ -156,7 +160,16 @@ fn ctxlog_revision() -> String {
         .unwrap_or_else(|| "unknown".into());
     let dirty = command_line(
         "git",
-        &["-C", root, "status", "--porcelain", "--", "src", "log-format", "Cargo.toml"],
+        &[
+            "-C",
+            root,
+            "status",
+            "--porcelain",
+            "--",
+            "src",
+            "log-format",
+            "Cargo.toml",
+        ],
     )
     .map_or("?".into(), |s| {
         if s.is_empty() {

@@ -63,10 +63,7 @@ fn usage() -> ! {
          [--group-secs S] [--systems a,b,..] [--cases bulk,reopen,w1,w16,w64] [--data DIR] \
          [--out FILE] [--no-strace]\n\
          systems: {}",
-        peers::all()
-            .map(|s| s.name)
-            .collect::<Vec<_>>()
-            .join(",")
+        peers::all().map(|s| s.name).collect::<Vec<_>>().join(",")
     );
     std::process::exit(2)
 }
@@ -211,9 +208,7 @@ fn main() {
                                 run.result
                                     .paired_raw
                                     .map_or("-".into(), |r| format!("{r:.0}/s")),
-                                run.syncs
-                                    .as_ref()
-                                    .map_or("-".into(), report::fmt_syncs)
+                                run.syncs.as_ref().map_or("-".into(), report::fmt_syncs)
                             );
                             if step != "bulk-setup" {
                                 let to = if trace_this { &mut traced } else { &mut runs };

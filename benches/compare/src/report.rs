@@ -154,7 +154,11 @@ pub fn render(
         o.sizes.appends,
         o.sizes.group_secs,
         o.rounds,
-        if o.quick { " (quick mode: 10x smaller)" } else { "" },
+        if o.quick {
+            " (quick mode: 10x smaller)"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(s, "{machine}");
 
