@@ -19,9 +19,7 @@
 //!   before close, and the store itself after close, reopen and hold every acknowledged
 //!   commit with its value, and take a new commit;
 //! - a power loss after that last reopen (a process restarted in the same boot, then the power
-//!   went) keeps every commit acknowledged before and after the reopen. One known bug breaks
-//!   this (see the ignored test): its fault points are counted, not failed, unless
-//!   `CTXLOG_KNOWN_BUGS=1`.
+//!   went) keeps every commit acknowledged before and after the reopen.
 
 mod reliability_support;
 
@@ -254,11 +252,6 @@ async fn check_reopen(
     }
 }
 
-/// `CTXLOG_KNOWN_BUGS=1`: fail on the known bugs instead of counting them.
-fn check_known_bugs() -> bool {
-    std::env::var("CTXLOG_KNOWN_BUGS").is_ok_and(|v| v == "1")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_point_fails_typed_poisons_the_log_and_loses_no_ack() {
     let marks = dry_run().await;
@@ -309,16 +302,10 @@ async fn every_fault_point_fails_typed_poisons_the_log_and_loses_no_ack() {
                     check_reopen(mem.clone(), &run.acked, None, "after", &reopened).await;
                     // And a power loss after that reopen (a process restarted in the same boot,
                     // then the power goes): it must keep what the reopened store showed and
-                    // acknowledged. One known bug breaks this (a new segment whose header sync
-                    // failed, see `a_segment_whose_creation_sync_failed_survives_a_reopen`):
-                    // counted, not failed, unless CTXLOG_KNOWN_BUGS=1.
-                    let lost = format!("{reopened}, then a power loss");
+                    // acknowledged.
                     let image = mem.crash_image(CrashMode::DropUnsynced);
-                    if let Err(e) = try_reopen(image, &run.acked, Some("after"), "again").await {
-                        let known = op == FaultOp::Sync && e.contains("BadHeader");
-                        assert!(known && !check_known_bugs(), "{lost}: {e}");
-                        *tally.entry("known_bug_header_sync".into()).or_default() += 1;
-                    }
+                    let lost = format!("{reopened}, then a power loss");
+                    check_reopen(image, &run.acked, Some("after"), "again", &lost).await;
                     *tally.entry("runs".into()).or_default() += 1;
                     *tally.entry(format!("points_{name}")).or_default() +=
                         u64::from(!sticky && kind == FaultKind::Eio);

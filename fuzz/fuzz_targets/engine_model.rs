@@ -216,37 +216,12 @@ struct Run {
     faulted: bool,
     /// The offset the commit that hit an I/O error would have had.
     uncertain_offset: Option<u64>,
-    /// A clean reopen followed an I/O error (the known bug, see below).
-    reopened_after_failure: bool,
-}
-
-/// A known bug stops an input instead of failing it, unless `CTXLOG_FUZZ_KNOWN_BUGS=1`.
-fn skip_known_bugs() -> bool {
-    std::env::var("CTXLOG_FUZZ_KNOWN_BUGS").map_or(true, |v| v != "1")
-}
-
-/// How the store is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
-    /// The same storage again (what was written and is readable stays readable).
-    Reopen,
-    /// A process-kill image.
-    ProcessKill,
-    /// A power-loss image (unsynced writes dropped or torn).
-    PowerLoss,
 }
 
 /// Opens and checks the store against the model.
-async fn open(mem: &MemStorage, run: &mut Run, what: &str, how: How) -> Option<ContextManager> {
-    let power_loss = how == How::PowerLoss;
-    // Known bug: after a failed fdatasync of a new segment's header (at open or a rotation),
-    // a clean reopen keeps the header (readable, never durable); a later power loss zeroes it
-    // and open refuses the store (BadHeader); tests/reliability_faults.rs
-    // a_segment_whose_creation_sync_failed_survives_a_reopen.
-    let known = power_loss && run.reopened_after_failure && skip_known_bugs();
+async fn open(mem: &MemStorage, run: &mut Run, what: &str) -> ContextManager {
     let m = match create_manager_with_config(config(mem)).await {
         Ok(m) => m,
-        Err(Error::Persistence(WalError::BadHeader { .. })) if known => return None,
         Err(e) => panic!("{what}: reopen failed: {e:?}"),
     };
     let got = contents(&m.state());
@@ -261,15 +236,11 @@ async fn open(mem: &MemStorage, run: &mut Run, what: &str, how: How) -> Option<C
             ),
         }
     }
-    if power_loss {
-        run.reopened_after_failure = false;
-    }
-    run.reopened_after_failure |= how == How::Reopen && run.poisoned != Some(false);
     run.maybe = None;
     run.uncertain_offset = None;
     run.poisoned = Some(false);
     run.faulted = false;
-    Some(m)
+    m
 }
 
 fn rt() -> &'static tokio::runtime::Runtime {
@@ -290,11 +261,8 @@ async fn drive(ops: Vec<FOp>) {
         poisoned: Some(false),
         faulted: false,
         uncertain_offset: None,
-        reopened_after_failure: false,
     };
-    let Some(mut m) = open(&mem, &mut run, "first open", How::Reopen).await else {
-        return;
-    };
+    let mut m = open(&mem, &mut run, "first open").await;
     for (i, op) in ops.into_iter().take(96).enumerate() {
         let what = format!("step {i} {op:?}");
         match &op {
@@ -335,10 +303,7 @@ async fn drive(ops: Vec<FOp>) {
             FOp::Reopen => {
                 m.close().await.expect("close");
                 mem.clear_faults();
-                let Some(again) = open(&mem, &mut run, &what, How::Reopen).await else {
-                    return;
-                };
-                m = again;
+                m = open(&mem, &mut run, &what).await;
             }
             FOp::Crash { mode, seed } => {
                 let mode = match mode % 3 {
@@ -349,15 +314,7 @@ async fn drive(ops: Vec<FOp>) {
                 let image = mem.crash_image(mode);
                 m.close().await.expect("close");
                 mem = image;
-                let how = if mode == CrashMode::ProcessKill {
-                    How::ProcessKill
-                } else {
-                    How::PowerLoss
-                };
-                let Some(again) = open(&mem, &mut run, &what, how).await else {
-                    return;
-                };
-                m = again;
+                m = open(&mem, &mut run, &what).await;
             }
             FOp::Fault {
                 op,
