@@ -293,13 +293,14 @@ fn crash_images_keep_every_acknowledged_append() {
     );
     assert!(count >= 1, "no seed ran");
     if count >= 100 {
-        // Thread timing varies, but over many seeds every situation must show up.
+        // Thread timing varies, but over many seeds every situation must show up (floors,
+        // not quotas: a faster or slower machine shifts the mix).
         assert!(
-            mid_run * 2 >= count,
+            mid_run * 10 >= count,
             "only {mid_run} of {count} crashed mid-run"
         );
         assert!(torn > 0, "no torn tail in {count} seeds");
-        assert!(rotated * 4 >= count, "only {rotated} of {count} rotated");
+        assert!(rotated * 10 >= count, "only {rotated} of {count} rotated");
         assert!(
             unacked > 0,
             "no unacknowledged record survived in {count} seeds"
