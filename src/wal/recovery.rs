@@ -276,17 +276,17 @@ fn scan_all(
             let next = segs.get(index + 1).map_or(*first, |(n, _)| *n);
             let end = bytes.len() as u64;
             report.records += next - first;
-            let (chain, checked) = (None, false);
-            scanned.push(Scanned {
+            let seg = Scanned {
                 first: *first,
                 path: path.clone(),
                 file,
                 map,
                 next,
                 end,
-                chain,
-                checked,
-            });
+                chain: None,
+                checked: false,
+            };
+            scanned.push(seg);
             continue;
         }
         let expected_seed = match scanned.last() {
@@ -296,8 +296,7 @@ fn scan_all(
         };
         let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed);
         report.records += next - first;
-        let checked = true;
-        scanned.push(Scanned {
+        let seg = Scanned {
             first: *first,
             path: path.clone(),
             file,
@@ -305,8 +304,9 @@ fn scan_all(
             next,
             end,
             chain,
-            checked,
-        });
+            checked: true,
+        };
+        scanned.push(seg);
         match stop {
             None => {}
             Some(Stop::TornTail { position }) if is_last => {
@@ -427,18 +427,13 @@ fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
 fn rewrite_records(storage: &dyn Storage, seg: &mut Scanned) -> Result<u64, WalError> {
     // From byte 0: the header (and chain seed) of a segment whose creation's sync failed is
     // in the same situation as its records.
-    let start = 0;
-    let records = seg
-        .map
-        .bytes()
-        .get(start..seg.end as usize)
-        .unwrap_or_default();
+    let records = seg.map.bytes().get(..seg.end as usize).unwrap_or_default();
     // It may have been opened read-only (a sealed segment that became the last one).
     seg.file = storage
         .open(&seg.path, OpenMode::ReadWrite)
         .map_err(WalError::io("open", &seg.path))?;
     seg.file
-        .write_all_at(records, start as u64)
+        .write_all_at(records, 0)
         .map_err(WalError::io("write", &seg.path))?;
     seg.file
         .sync_data()
