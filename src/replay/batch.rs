@@ -1,0 +1,171 @@
+//! Decoded commits on their way from the decoding thread to the applying one.
+//!
+//! Replay is bound by the thread that applies events, so everything that can happen before it
+//! happens on the decoding thread, and nothing the applying thread does allocates more than the
+//! state keeps: a `ValueSet` commit (nearly every commit of a real log) is parsed here straight
+//! from the record's bytes by [`parse_value_sets`], its context name and key become inline
+//! [`Name`]s and its value the box the state will own. Any other commit goes through
+//! [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
+
+use super::inconsistent;
+use super::pending::{Pending, Set};
+use crate::error::{RecoveryError, Result};
+use crate::event::{Commit, Event, SCHEMA_VERSION};
+use crate::offset::Offset;
+use crate::state::{Name, Stamp, State};
+use std::sync::Arc;
+
+/// One event, ready to apply.
+#[derive(Debug)]
+enum Op {
+    /// `Event::ValueSet`, already in the form the state stores.
+    Set {
+        context: Name,
+        key: Name,
+        value: Arc<[u8]>,
+    },
+    /// Any other event.
+    Other(Event),
+}
+
+/// Where one commit's events end in [`Batch::ops`], and what seals it.
+#[derive(Debug)]
+struct Mark {
+    offset: Offset,
+    ts: u64,
+    chain: Option<[u8; 32]>,
+    ops_end: usize,
+}
+
+/// A run of consecutive decoded commits.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    ops: Vec<Op>,
+    commits: Vec<Mark>,
+}
+
+impl Batch {
+    pub(super) fn with_capacity(commits: usize) -> Batch {
+        Batch {
+            ops: Vec::with_capacity(commits),
+            commits: Vec::with_capacity(commits),
+        }
+    }
+
+    /// Commits held.
+    pub(super) fn len(&self) -> usize {
+        self.commits.len()
+    }
+
+    /// Decodes the record at `offset` and adds its commit.
+    pub(super) fn push(
+        &mut self,
+        offset: Offset,
+        payload: &[u8],
+        chain: Option<[u8; 32]>,
+    ) -> std::result::Result<(), RecoveryError> {
+        let ts = match parse_value_sets(payload, |context, key, value| {
+            self.ops.push(Op::Set {
+                context: Name::new(context),
+                key: Name::new(key),
+                value: value.into(),
+            })
+        }) {
+            Some(ts) => ts,
+            None => {
+                // Undo a fast parse that stopped part-way, then decode the commit whole.
+                let start = self.commits.last().map_or(0, |m| m.ops_end);
+                self.ops.truncate(start);
+                let commit = Commit::decode(offset, payload)?;
+                self.ops.extend(commit.events.into_iter().map(Op::Other));
+                commit.ts
+            }
+        };
+        self.commits.push(Mark {
+            offset,
+            ts,
+            chain,
+            ops_end: self.ops.len(),
+        });
+        Ok(())
+    }
+
+    /// Applies every commit in order, leaving the batch empty (and its memory for the next
+    /// one). Value sets may wait in `pending` (see there) until its next flush. Returns the
+    /// number of commits applied; on error `state` may hold part of a commit.
+    pub(super) fn apply_to(&mut self, state: &mut State, pending: &mut Pending) -> Result<u64> {
+        let mut ops = self.ops.drain(..);
+        let mut at = 0;
+        let mut applied = 0;
+        for mark in self.commits.drain(..) {
+            let stamp = Stamp {
+                offset: mark.offset,
+                ts_ms: mark.ts,
+            };
+            for op in ops.by_ref().take(mark.ops_end - at) {
+                match op {
+                    Op::Set {
+                        context,
+                        key,
+                        value,
+                    } => pending.push(state, context, Set { stamp, key, value }),
+                    Op::Other(event) => pending
+                        .flush(state)
+                        .and_then(|()| state.apply(stamp, &event).map_err(|e| (mark.offset, e))),
+                }
+                .map_err(|(offset, e)| inconsistent(offset, e))?;
+            }
+            at = mark.ops_end;
+            state.seal(mark.offset, mark.chain);
+            applied += 1;
+        }
+        Ok(applied)
+    }
+}
+
+/// Parses a commit made only of `ValueSet` events, exactly as this build encodes it
+/// (`[v, ts, [{"ValueSet": [context, key, bin]}, ...]]`), calling `set` per event and returning
+/// the commit's time. Returns `None` for anything else (another event, another encoding, a
+/// schema version this build does not write, trailing bytes), which [`Commit::decode`] then
+/// decodes or rejects: this parser accepts a subset of what that one accepts and reads it the
+/// same way (tests/replay_fast_decode.rs holds it to that).
+pub(crate) fn parse_value_sets(
+    payload: &[u8],
+    mut set: impl FnMut(&str, &str, &[u8]),
+) -> Option<u64> {
+    use rmp::decode::{
+        read_array_len, read_bin_len, read_int, read_map_len, read_str_from_slice, read_str_len,
+    };
+    let mut rest = payload;
+    if read_array_len(&mut rest).ok()? != 3 {
+        return None;
+    }
+    let v: u16 = read_int(&mut rest).ok()?;
+    if v == 0 || v > SCHEMA_VERSION {
+        return None;
+    }
+    let ts: u64 = read_int(&mut rest).ok()?;
+    let events = read_array_len(&mut rest).ok()?;
+    for _ in 0..events {
+        if read_map_len(&mut rest).ok()? != 1 {
+            return None;
+        }
+        // The variant name, compared as bytes (no UTF-8 check for a constant).
+        let name_len = usize::try_from(read_str_len(&mut rest).ok()?).ok()?;
+        if rest.get(..name_len)? != b"ValueSet" {
+            return None;
+        }
+        rest = rest.get(name_len..)?;
+        if read_array_len(&mut rest).ok()? != 3 {
+            return None;
+        }
+        let (context, tail) = read_str_from_slice(rest).ok()?;
+        let (key, tail) = read_str_from_slice(tail).ok()?;
+        rest = tail;
+        let len = usize::try_from(read_bin_len(&mut rest).ok()?).ok()?;
+        let value = rest.get(..len)?;
+        rest = rest.get(len..)?;
+        set(context, key, value);
+    }
+    rest.is_empty().then_some(ts)
+}

@@ -1,0 +1,144 @@
+//! Replay: the one loop that turns log records back into state. Open, `state_at`, `verify`,
+//! history queries and the tests all read the log through here.
+
+use crate::error::{Error, RecoveryError, Result};
+use crate::event::Commit;
+use crate::offset::Offset;
+use crate::state::{ApplyError, State};
+use crate::wal::LogReader;
+use batch::Batch;
+use pending::Pending;
+use std::ops::ControlFlow;
+
+mod batch;
+mod pending;
+#[cfg(test)]
+mod tests;
+
+/// Calls `f` with every commit in `from..=to`, decoded, in order. Every record's CRC and
+/// offset are checked by the reader; every payload's schema version here.
+pub fn for_each_commit<F>(reader: &LogReader, from: Offset, to: Offset, mut f: F) -> Result<()>
+where
+    F: FnMut(Offset, Commit) -> Result<ControlFlow<()>>,
+{
+    for_each_chained(reader, from, to, |offset, commit, _| f(offset, commit))
+}
+
+/// [`for_each_commit`], with each record's chain hash (tamper-evident stores).
+pub fn for_each_chained<F>(reader: &LogReader, from: Offset, to: Offset, mut f: F) -> Result<()>
+where
+    F: FnMut(Offset, Commit, Option<[u8; 32]>) -> Result<ControlFlow<()>>,
+{
+    let mut failed = None;
+    reader.scan(from, to, |rec| {
+        let step = Commit::decode(rec.offset, rec.payload)
+            .map_err(Error::from)
+            .and_then(|commit| f(rec.offset, commit, rec.chain));
+        match step {
+            Ok(flow) => flow,
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Turns an apply failure during replay into the error that says the log contradicts itself.
+pub fn inconsistent(offset: Offset, e: ApplyError) -> Error {
+    Error::Recovery(RecoveryError::Inconsistent {
+        offset,
+        reason: format!("{e:?}"),
+    })
+}
+
+/// Commits decoded per hand-off between the decoding and the applying thread.
+const REPLAY_BATCH: usize = 1024;
+
+/// Calls `f` with every full batch of the commits in `from..=to`, and with the last one.
+fn for_each_batch<F>(reader: &LogReader, from: Offset, to: Offset, mut f: F) -> Result<()>
+where
+    F: FnMut(&mut Batch) -> Result<ControlFlow<()>>,
+{
+    let mut batch = Batch::with_capacity(REPLAY_BATCH);
+    let mut failed = None;
+    reader.scan(from, to, |rec| {
+        let step = batch
+            .push(rec.offset, rec.payload, rec.chain)
+            .map_err(Error::from)
+            .and_then(|()| match batch.len() {
+                REPLAY_BATCH => f(&mut batch),
+                _ => Ok(ControlFlow::Continue(())),
+            });
+        step.unwrap_or_else(|e| {
+            failed = Some(e);
+            ControlFlow::Break(())
+        })
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => f(&mut batch).map(|_| ()),
+    }
+}
+
+/// Brings `state` forward to `to` by applying every commit after `state.offset()`. Returns the
+/// number of commits applied.
+///
+/// Long replays run as a two-stage pipeline: one thread reads, checks (CRC, offset, chain) and
+/// decodes records into [`Batch`]es while this one applies them. Short ones (a `state_at` near
+/// a snapshot) run inline, through the same batches.
+pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<u64> {
+    let from = state.offset().next();
+    if to.0.saturating_sub(from.0) < 4 * REPLAY_BATCH as u64 {
+        let (mut applied, mut pending) = (0, Pending::default());
+        for_each_batch(reader, from, to, |batch| {
+            applied += batch.apply_to(state, &mut pending)?;
+            Ok(ControlFlow::Continue(()))
+        })?;
+        return flush(state, &mut pending).map(|()| applied);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    // Applied batches go back to the decoder, so that their memory is reused.
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || {
+            for_each_batch(reader, from, to, |batch| {
+                let empty = back_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Batch::with_capacity(REPLAY_BATCH));
+                match tx.send(std::mem::replace(batch, empty)) {
+                    Ok(()) => Ok(ControlFlow::Continue(())),
+                    // The receiver is gone only if applying failed: that error is reported.
+                    Err(_) => Ok(ControlFlow::Break(())),
+                }
+            })
+        });
+        let (mut applied, mut pending) = (0, Pending::default());
+        let mut failed = None;
+        for mut batch in rx.iter() {
+            match batch.apply_to(state, &mut pending) {
+                Ok(n) => applied += n,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            let _ = back_tx.send(batch);
+        }
+        drop(rx);
+        let decoded: Result<()> = decoder
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        match failed {
+            Some(e) => Err(e),
+            None => decoded.and_then(|()| flush(state, &mut pending).map(|()| applied)),
+        }
+    })
+}
+
+fn flush(state: &mut State, pending: &mut Pending) -> Result<()> {
+    pending
+        .flush(state)
+        .map_err(|(offset, e)| inconsistent(offset, e))
+}

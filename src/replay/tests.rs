@@ -1,0 +1,211 @@
+//! The replay's fast paths against the one full decoder and the one in-order apply: whatever
+//! [`parse_value_sets`] accepts, [`Commit::decode`] reads the same way, and batches applied
+//! through [`Pending`] end in the state (or fail at the offset) that applying commit after
+//! commit gives.
+
+use super::batch::{parse_value_sets, Batch};
+use super::pending::Pending;
+use crate::error::{Error, RecoveryError};
+use crate::event::{Commit, Event, Labels, SCHEMA_VERSION};
+use crate::offset::Offset;
+use crate::state::State;
+use proptest::prelude::*;
+use serde_bytes::ByteBuf;
+
+fn encode(commit: &Commit) -> Vec<u8> {
+    let mut out = Vec::new();
+    commit.encode_into(&mut out);
+    out
+}
+
+/// The events `parse_value_sets` reads, as `ValueSet`s.
+fn parsed(payload: &[u8]) -> Option<(u64, Vec<Event>)> {
+    let mut events = Vec::new();
+    let ts = parse_value_sets(payload, |context, key, value| {
+        events.push(Event::ValueSet {
+            context: context.into(),
+            key: key.into(),
+            value: ByteBuf::from(value),
+        })
+    })?;
+    Some((ts, events))
+}
+
+fn value_set() -> impl Strategy<Value = Event> {
+    (
+        "[a-c]|ctx-[0-9]{1,3}|\\PC{20,30}",
+        "k[0-9]|\\PC{0,40}",
+        prop::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(context, key, value)| Event::ValueSet {
+            context,
+            key,
+            value: ByteBuf::from(value),
+        })
+}
+
+/// Events over three contexts: enough creates, deletes and restores that sets often meet a
+/// context that is not live.
+fn event() -> impl Strategy<Value = Event> {
+    let context = || prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from);
+    let key = || {
+        prop::sample::select(vec![
+            "k1",
+            "k2",
+            "a-key-longer-than-24-bytes-so-on-the-heap",
+        ])
+    };
+    prop_oneof![
+        3 => context().prop_map(|context| Event::ContextCreated { context, labels: Labels::new() }),
+        6 => (context(), key(), any::<u8>()).prop_map(|(context, key, v)| Event::ValueSet {
+            context,
+            key: key.into(),
+            value: ByteBuf::from(vec![v]),
+        }),
+        1 => (context(), key()).prop_map(|(context, key)| Event::ValueRemoved {
+            context,
+            key: key.into(),
+        }),
+        1 => context().prop_map(|context| Event::ContextDeleted { context }),
+        1 => context().prop_map(|context| Event::ContextRestored {
+            context,
+            from_offset: Offset(1),
+            image: None,
+        }),
+        1 => context().prop_map(|context| Event::MetadataChanged {
+            context,
+            set: Labels::from([("l".to_string(), "v".to_string())]),
+            removed: vec![],
+        }),
+        1 => context().prop_map(|context| Event::Activated { context }),
+    ]
+}
+
+fn commits(events: impl Strategy<Value = Event>) -> impl Strategy<Value = Vec<Commit>> {
+    prop::collection::vec(
+        (
+            1..=SCHEMA_VERSION,
+            any::<u64>(),
+            prop::collection::vec(events, 1..4),
+        )
+            .prop_map(|(v, ts, events)| Commit { v, ts, events }),
+        1..60,
+    )
+}
+
+/// Applies commit after commit; the first failure's offset.
+fn in_order(commits: &[Commit]) -> (State, Option<Offset>) {
+    let mut state = State::default();
+    for (i, commit) in commits.iter().enumerate() {
+        let offset = Offset(i as u64 + 1);
+        if state.apply_commit(offset, commit).is_err() {
+            return (state, Some(offset));
+        }
+    }
+    (state, None)
+}
+
+/// Applies the encoded commits through batches of `batch` commits and a `window`.
+fn batched(commits: &[Commit], batch: usize, window: usize) -> (State, Option<Offset>) {
+    let mut state = State::default();
+    let mut pending = Pending::with_window(window);
+    let mut b = Batch::with_capacity(batch);
+    let failed = |e: Error| match e {
+        Error::Recovery(RecoveryError::Inconsistent { offset, .. }) => offset,
+        other => panic!("unexpected error {other}"),
+    };
+    for (i, commit) in commits.iter().enumerate() {
+        b.push(Offset(i as u64 + 1), &encode(commit), None)
+            .expect("decodes");
+        if b.len() == batch {
+            if let Err(e) = b.apply_to(&mut state, &mut pending) {
+                return (state, Some(failed(e)));
+            }
+        }
+    }
+    let end = b
+        .apply_to(&mut state, &mut pending)
+        .and_then(|_| super::flush(&mut state, &mut pending));
+    (state, end.err().map(failed))
+}
+
+proptest! {
+    #[test]
+    fn value_set_commits_parse_as_the_decoder_reads_them(
+        commit in (1..=SCHEMA_VERSION, any::<u64>(), prop::collection::vec(value_set(), 0..5))
+            .prop_map(|(v, ts, events)| Commit { v, ts, events })
+    ) {
+        let payload = encode(&commit);
+        let (ts, events) = parsed(&payload).expect("fast path takes a ValueSet commit");
+        prop_assert_eq!(ts, commit.ts);
+        prop_assert_eq!(&events, &commit.events);
+        prop_assert_eq!(Commit::decode(Offset(1), &payload).expect("decodes"), commit);
+    }
+
+    #[test]
+    fn whatever_the_fast_path_accepts_decodes_the_same(
+        commit in (1..=SCHEMA_VERSION, any::<u64>(), prop::collection::vec(value_set(), 0..3))
+            .prop_map(|(v, ts, events)| Commit { v, ts, events }),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<bool>(),
+    ) {
+        let mut payload = encode(&commit);
+        let i = at.index(payload.len());
+        if cut { payload.truncate(i) } else { payload[i] = byte }
+        if let Some((ts, events)) = parsed(&payload) {
+            let decoded = Commit::decode(Offset(1), &payload);
+            prop_assert!(decoded.is_ok(), "fast path accepted what the decoder rejects: {decoded:?}");
+            let decoded = decoded.expect("checked");
+            prop_assert_eq!(ts, decoded.ts);
+            prop_assert_eq!(events, decoded.events);
+        }
+    }
+
+    #[test]
+    fn other_commits_are_left_to_the_decoder(commit in commits(event()).prop_map(|mut c| c.remove(0))) {
+        let only_sets = commit.events.iter().all(|e| matches!(e, Event::ValueSet { .. }));
+        prop_assert_eq!(parsed(&encode(&commit)).is_some(), only_sets);
+    }
+
+    #[test]
+    fn batched_replay_matches_in_order_apply(
+        commits in commits(event()),
+        batch in 1usize..8,
+        window in 1usize..16,
+    ) {
+        let (want, want_failed) = in_order(&commits);
+        let (got, got_failed) = batched(&commits, batch, window);
+        prop_assert_eq!(got_failed, want_failed, "first failure");
+        if want_failed.is_none() {
+            prop_assert!(got == want, "states differ");
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_and_newer_schemas_take_the_full_decoder() {
+    let commit = Commit {
+        v: SCHEMA_VERSION,
+        ts: 7,
+        events: vec![Event::ValueSet {
+            context: "a".into(),
+            key: "k".into(),
+            value: ByteBuf::from(vec![1, 2, 3]),
+        }],
+    };
+    let payload = encode(&commit);
+    assert!(parsed(&payload).is_some());
+    let mut trailing = payload.clone();
+    trailing.push(0xc0);
+    assert!(parsed(&trailing).is_none());
+    let newer = encode(&Commit {
+        v: SCHEMA_VERSION + 1,
+        ..commit
+    });
+    assert!(parsed(&newer).is_none());
+    assert!(matches!(
+        Commit::decode(Offset(1), &newer),
+        Err(RecoveryError::UnsupportedSchema { .. })
+    ));
+}
