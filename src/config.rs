@@ -23,6 +23,11 @@ pub struct Config {
     /// Take a snapshot after this many bytes of log since the last one (`None`: never by size).
     /// Default 64 MiB; bounds 64 KiB ..= 64 GiB.
     pub snapshot_every_bytes: Option<u64>,
+    /// On close, write a snapshot if the log since the last one holds at least a sixteenth of
+    /// a snapshot interval (`snapshot_every_commits` or `snapshot_every_bytes`), so that a
+    /// clean restart replays next to nothing, however long the log. Costs one snapshot write
+    /// at close. Default true.
+    pub snapshot_at_close: bool,
     /// Snapshots kept; older ones are removed after each new one. Default 3; bounds 1 ..= 1000.
     pub snapshots_kept: usize,
     /// What open tolerates in the log. Default [`RecoveryMode::TolerateCorruptedTail`].
@@ -56,6 +61,7 @@ impl Config {
             segment_bytes: 64 * 1024 * 1024,
             snapshot_every_commits: Some(100_000),
             snapshot_every_bytes: Some(64 * 1024 * 1024),
+            snapshot_at_close: true,
             snapshots_kept: 3,
             recovery: RecoveryMode::TolerateCorruptedTail,
             value_bytes_max: VALUE_BYTES_MAX_DEFAULT,

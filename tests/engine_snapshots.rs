@@ -1,13 +1,14 @@
 //! Bad, foreign and failed snapshots: a damaged snapshot or one from another store is skipped
 //! (an older one or full replay used instead, `state_at` too), and a snapshot that fails to
-//! write is reported and changes nothing else.
+//! write is reported and changes nothing else. Close snapshots a long tail, so that a clean
+//! restart replays next to nothing.
 
 mod engine_errors_support;
 
 use ctxlog::state::State;
 use ctxlog::storage::{CrashMode, FaultKind, FaultOp, MemStorage, OpenMode, Storage};
 use ctxlog::Offset;
-use engine_errors_support::{assert_same, open, snapshot_files};
+use engine_errors_support::{assert_same, config, open, snapshot_files};
 use std::path::Path;
 
 fn read_file(storage: &dyn Storage, path: &Path) -> Vec<u8> {
@@ -156,4 +157,77 @@ async fn failed_snapshot_changes_nothing() {
     let m = open(&mem).await;
     assert_eq!(m.open_report().snapshot, None);
     assert_same(&m.state(), &state, "reopen after failed snapshots");
+}
+
+/// Snapshot files, none if the folder was never made.
+fn snapshots(mem: &MemStorage) -> usize {
+    match mem.list(Path::new("store/snapshots")) {
+        Ok(_) => snapshot_files(mem).len(),
+        Err(_) => 0,
+    }
+}
+
+/// Opens with snapshots every 160 commits (close snapshots a tail of 10 or more).
+async fn open_every_160(mem: &MemStorage, at_close: bool) -> ctxlog::ContextManager {
+    let mut c = config(mem);
+    c.snapshot_every_commits = Some(160);
+    c.snapshot_at_close = at_close;
+    ctxlog::create_manager_with_config(c).await.unwrap()
+}
+
+async fn commits(m: &ctxlog::ContextManager, n: u64) {
+    for i in 0..n {
+        m.set("c", &format!("k{}", i % 3), &i).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_snapshots_a_long_tail_and_reopen_replays_nothing() {
+    let mem = MemStorage::new();
+    let m = open_every_160(&mem, true).await;
+    m.create("c").await.unwrap();
+    commits(&m, 12).await;
+    let (state, last) = ((*m.state()).clone(), m.last_offset());
+    m.close().await.unwrap();
+    assert_eq!(snapshots(&mem), 1, "close wrote one snapshot");
+    let m = open_every_160(&mem, true).await;
+    assert_eq!(m.open_report().snapshot, Some(last));
+    assert_eq!(m.open_report().replayed, 0);
+    assert_same(&m.state(), &state, "reopen from the close snapshot");
+    // Nothing new since: the next close writes nothing.
+    m.close().await.unwrap();
+    assert_eq!(snapshots(&mem), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_leaves_a_short_tail_or_a_disabled_option_alone() {
+    for (n, at_close) in [(5, true), (12, false)] {
+        let mem = MemStorage::new();
+        let m = open_every_160(&mem, at_close).await;
+        m.create("c").await.unwrap();
+        commits(&m, n).await;
+        let state = (*m.state()).clone();
+        m.close().await.unwrap();
+        assert!(snapshots(&mem) == 0, "{n} commits, at_close {at_close}");
+        let m = open_every_160(&mem, at_close).await;
+        assert_eq!(m.open_report().replayed, n + 1);
+        assert_same(&m.state(), &state, "reopen by replay");
+        m.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_after_a_failed_commit_writes_no_snapshot() {
+    let mem = MemStorage::new();
+    let m = open_every_160(&mem, true).await;
+    m.create("c").await.unwrap();
+    commits(&m, 12).await;
+    mem.inject(FaultOp::Sync, 1, FaultKind::Eio, false);
+    assert!(
+        m.set("c", "k", &"lost").await.is_err(),
+        "the failed sync is reported"
+    );
+    m.close().await.unwrap();
+    mem.clear_faults();
+    assert!(snapshots(&mem) == 0, "a failed log got a snapshot at close");
 }

@@ -7,7 +7,7 @@ use super::{ContextManager, Inner};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::offset::Offset;
-use crate::replay::replay_into;
+use crate::replay::{replay_into, Replayed};
 use crate::snapshot::{self, SkippedSnapshot};
 use crate::state::State;
 use crate::wal::{open_log, GroupCommit, LogReader, RecoveryReport};
@@ -40,7 +40,7 @@ pub(crate) fn rebuild(
     config: &Config,
     reader: &LogReader,
     at: Offset,
-) -> Result<(State, Option<Offset>, Vec<SkippedSnapshot>, u64)> {
+) -> Result<(State, Option<Offset>, Vec<SkippedSnapshot>, Replayed)> {
     let first = reader.first_offset();
     // In a tamper-evident store a snapshot must carry the log's chain hash at its offset.
     let accept = |state: &State| -> std::result::Result<(), String> {
@@ -126,8 +126,9 @@ pub(crate) fn open_blocking(config: Config) -> Result<ContextManager> {
         snapshots: SnapshotTrigger {
             every_commits: config.snapshot_every_commits,
             every_bytes: config.snapshot_every_bytes,
-            commits: replayed,
-            bytes: 0,
+            at_close: config.snapshot_at_close,
+            commits: replayed.commits,
+            bytes: replayed.bytes,
             tx: Some(snap_tx),
         },
     };
@@ -138,11 +139,11 @@ pub(crate) fn open_blocking(config: Config) -> Result<ContextManager> {
         skipped_snapshots: skipped,
         set_aside_snapshots: set_aside,
         foreign_snapshot_files: foreign,
-        replayed,
+        replayed: replayed.commits,
         open_ms: started.elapsed().as_millis() as u64,
     };
     tracing::info!(
-        replayed,
+        replayed = replayed.commits,
         open_ms = report.open_ms,
         last = last.0,
         "store open"

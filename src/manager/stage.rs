@@ -252,6 +252,8 @@ pub(crate) struct CommitCompleter {
 pub(crate) struct SnapshotTrigger {
     pub every_commits: Option<u64>,
     pub every_bytes: Option<u64>,
+    /// [`Config::snapshot_at_close`](crate::Config::snapshot_at_close).
+    pub at_close: bool,
     pub commits: u64,
     pub bytes: u64,
     pub tx: Option<SyncSender<Arc<State>>>,
@@ -276,6 +278,34 @@ impl SnapshotTrigger {
     }
 }
 
+/// Fraction of a snapshot interval past which close writes a snapshot.
+const AT_CLOSE_FRACTION: u64 = 16;
+
+impl SnapshotTrigger {
+    /// At close: hands the last state to the snapshot thread (which writes it before it ends,
+    /// and close waits for that) if the log since the last snapshot is long enough to matter.
+    fn at_close(&mut self, hub: &Hub) {
+        let worth = self
+            .every_commits
+            .is_some_and(|n| self.commits >= (n / AT_CLOSE_FRACTION).max(1))
+            || self
+                .every_bytes
+                .is_some_and(|n| self.bytes >= (n / AT_CLOSE_FRACTION).max(1));
+        if let Some(tx) = self.tx.take().filter(|_| self.at_close && worth) {
+            // Blocks while a snapshot is being written; the thread ends after this one.
+            let _ = tx.send(hub.state());
+        }
+    }
+}
+
+/// The completer is dropped once the pipeline has finished: every commit acknowledged, and
+/// the log synced whatever the durability mode.
+impl Drop for CommitCompleter {
+    fn drop(&mut self) {
+        self.snapshots.at_close(&self.hub);
+    }
+}
+
 impl Completer for CommitCompleter {
     type Ack = Ack;
 
@@ -283,6 +313,8 @@ impl Completer for CommitCompleter {
         let reached = match result {
             Ok(reached) => reached,
             Err(e) => {
+                // A log that failed may hold less than the published state: no snapshot at close.
+                self.snapshots.at_close = false;
                 for ack in acks {
                     let _ = ack.reply.send(Err(e.clone_shallow().into()));
                 }

@@ -7,8 +7,8 @@
 //! [`Name`]s and its value the box the state will own. Any other commit goes through
 //! [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
 
-use super::inconsistent;
 use super::pending::{Pending, Set};
+use super::{inconsistent, Replayed};
 use crate::error::{RecoveryError, Result};
 use crate::event::{Commit, Event, SCHEMA_VERSION};
 use crate::offset::Offset;
@@ -42,6 +42,7 @@ struct Mark {
 pub(super) struct Batch {
     ops: Vec<Op>,
     commits: Vec<Mark>,
+    bytes: u64,
 }
 
 impl Batch {
@@ -49,6 +50,7 @@ impl Batch {
         Batch {
             ops: Vec::with_capacity(commits),
             commits: Vec::with_capacity(commits),
+            bytes: 0,
         }
     }
 
@@ -81,6 +83,7 @@ impl Batch {
                 commit.ts
             }
         };
+        self.bytes += payload.len() as u64;
         self.commits.push(Mark {
             offset,
             ts,
@@ -91,9 +94,13 @@ impl Batch {
     }
 
     /// Applies every commit in order, leaving the batch empty (and its memory for the next
-    /// one). Value sets may wait in `pending` (see there) until its next flush. Returns the
-    /// number of commits applied; on error `state` may hold part of a commit.
-    pub(super) fn apply_to(&mut self, state: &mut State, pending: &mut Pending) -> Result<u64> {
+    /// one). Value sets may wait in `pending` (see there) until its next flush. On error
+    /// `state` may hold part of a commit.
+    pub(super) fn apply_to(
+        &mut self,
+        state: &mut State,
+        pending: &mut Pending,
+    ) -> Result<Replayed> {
         let mut ops = self.ops.drain(..);
         let mut at = 0;
         let mut applied = 0;
@@ -119,7 +126,10 @@ impl Batch {
             state.seal(mark.offset, mark.chain);
             applied += 1;
         }
-        Ok(applied)
+        Ok(Replayed {
+            commits: applied,
+            bytes: std::mem::take(&mut self.bytes),
+        })
     }
 }
 

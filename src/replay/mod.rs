@@ -82,16 +82,31 @@ where
     }
 }
 
-/// Brings `state` forward to `to` by applying every commit after `state.offset()`. Returns the
-/// number of commits applied.
+/// What a replay applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Commits applied.
+    pub commits: u64,
+    /// Their payloads' bytes.
+    pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Replayed {
+    fn add_assign(&mut self, other: Replayed) {
+        self.commits += other.commits;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Brings `state` forward to `to` by applying every commit after `state.offset()`.
 ///
 /// Long replays run as a two-stage pipeline: one thread reads, checks (CRC, offset, chain) and
 /// decodes records into [`Batch`]es while this one applies them. Short ones (a `state_at` near
 /// a snapshot) run inline, through the same batches.
-pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<u64> {
+pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<Replayed> {
     let from = state.offset().next();
     if to.0.saturating_sub(from.0) < 4 * REPLAY_BATCH as u64 {
-        let (mut applied, mut pending) = (0, Pending::default());
+        let (mut applied, mut pending) = (Replayed::default(), Pending::default());
         for_each_batch(reader, from, to, |batch| {
             applied += batch.apply_to(state, &mut pending)?;
             Ok(ControlFlow::Continue(()))
@@ -114,7 +129,7 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
                 }
             })
         });
-        let (mut applied, mut pending) = (0, Pending::default());
+        let (mut applied, mut pending) = (Replayed::default(), Pending::default());
         let mut failed = None;
         for mut batch in rx.iter() {
             match batch.apply_to(state, &mut pending) {
