@@ -8,7 +8,7 @@
 use crate::error::RecoveryError;
 use crate::offset::Offset;
 use crate::state::State;
-use crate::storage::{OpenMode, Storage};
+use crate::storage::{Mapped, OpenMode, Storage};
 use ctxlog_format::{decode_snapshot, encode_snapshot, FileHeader, FileKind};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -140,9 +140,14 @@ pub fn load(
     if snap.header.store_id != store_id {
         return Err(bad("belongs to another store".into()));
     }
+    // The check above read every byte through the map; decoding reads them once more, a
+    // chunk at a time, and lets each go when done, so that the file's pages do not sit in
+    // RSS beside the state being built from them.
+    map.release(0, map.bytes().len());
     let reader = ChunkReader {
         chunks: &snap.chunks,
         pos: 0,
+        map: &map,
     };
     let state: State =
         rmp_serde::from_read(reader).map_err(|e| bad(format!("body does not decode: {e}")))?;
@@ -242,6 +247,8 @@ pub fn prune(
 struct ChunkReader<'a> {
     chunks: &'a [&'a [u8]],
     pos: usize,
+    /// The map the chunks borrow from: each chunk is released once read.
+    map: &'a Mapped,
 }
 
 impl Read for ChunkReader<'_> {
@@ -253,6 +260,8 @@ impl Read for ChunkReader<'_> {
                 self.pos += n;
                 return Ok(n);
             }
+            let at = (first.as_ptr() as usize).saturating_sub(self.map.bytes().as_ptr() as usize);
+            self.map.release(at, first.len());
             self.chunks = rest;
             self.pos = 0;
         }

@@ -41,6 +41,10 @@ pub struct FrameReader<'a> {
     payload_max: u32,
     chain: Option<[u8; CHAIN_HASH_LEN]>,
     done: bool,
+    /// See [`FrameReader::defer_zero_check`].
+    defer_zeros: bool,
+    /// Where the zeros the reader did not check begin.
+    unchecked_zeros: Option<u64>,
 }
 
 impl<'a> FrameReader<'a> {
@@ -56,7 +60,27 @@ impl<'a> FrameReader<'a> {
             payload_max: RECORD_PAYLOAD_MAX,
             chain: None,
             done: false,
+            defer_zeros: false,
+            unchecked_zeros: None,
         }
+    }
+
+    /// Leaves the check that only zeros follow the last record to the caller: at a frame
+    /// header of zeros the reader ends without reading the rest of the slice, and
+    /// [`FrameReader::unchecked_zeros`] says from where the caller must check. A caller that
+    /// holds the slice as a memory map and can read the file otherwise (recovery, over the
+    /// active segment's preallocated tail) keeps those megabytes of zeros out of its RSS. If
+    /// the caller finds a non-zero byte there, it must read again without this option, which
+    /// classifies the damage.
+    pub fn defer_zero_check(mut self) -> Self {
+        self.defer_zeros = true;
+        self
+    }
+
+    /// With [`FrameReader::defer_zero_check`], after a clean end at a frame header of zeros:
+    /// the file position from which the caller must check that every byte is zero.
+    pub fn unchecked_zeros(&self) -> Option<u64> {
+        self.unchecked_zeros
     }
 
     /// File position just past the last frame returned (where the next record would go).
@@ -172,6 +196,11 @@ impl<'a> Iterator for FrameReader<'a> {
             return self.torn();
         };
         if raw.len == 0 && raw.crc == 0 && raw.offset == 0 {
+            if self.defer_zeros {
+                self.unchecked_zeros = Some(self.file_position());
+                self.done = true;
+                return None;
+            }
             if all_zero(rest) {
                 self.done = true;
                 return None;

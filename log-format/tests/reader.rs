@@ -353,3 +353,31 @@ fn positions_count_from_the_base() {
     );
     assert_eq!(reader.next(), None);
 }
+
+#[test]
+fn a_deferred_zero_check_ends_at_the_zero_header_and_says_where() {
+    // Zeros only, and zeros with data after them: the deferring reader ends cleanly at the
+    // first zero header either way, reads nothing past it, and leaves the check to the caller.
+    for garbage in [false, true] {
+        let (mut file, written) = build_segment(1, PLAIN, &[b"hello", b"world"], 4096);
+        if garbage {
+            *file.last_mut().unwrap() = 1;
+        }
+        let body = &file[HEADER_LEN..];
+        let mut reader = FrameReader::new(body, HEADER_LEN as u64, 1, PLAIN).defer_zero_check();
+        let frames: Vec<_> = reader.by_ref().collect::<Result<_, _>>().unwrap();
+        assert_eq!(frames.len(), written.len());
+        let end = HEADER_LEN as u64 + (body.len() - 4096) as u64;
+        assert_eq!(reader.file_position(), end);
+        assert_eq!(reader.unchecked_zeros(), Some(end), "garbage {garbage}");
+        // Without deferring, the same bytes keep their verdict.
+        let undeferred = read_segment(&file).stop;
+        assert_eq!(undeferred.is_some(), garbage);
+    }
+    // A clean end that is not at zeros (the slice ends at a frame boundary) defers nothing.
+    let (file, _) = build_segment(1, PLAIN, &[b"hello"], 0);
+    let mut reader =
+        FrameReader::new(&file[HEADER_LEN..], HEADER_LEN as u64, 1, PLAIN).defer_zero_check();
+    assert!(reader.by_ref().all(|f| f.is_ok()));
+    assert_eq!(reader.unchecked_zeros(), None);
+}

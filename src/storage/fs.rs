@@ -49,7 +49,7 @@ impl StorageFile for FsFile {
         // processes out. A foreign process truncating the file under the map could still
         // fault the reader; that is the documented contract of every mmap-based reader.
         let map = unsafe { memmap2::Mmap::map(&self.0)? };
-        Ok(Mapped::new(Arc::new(map)))
+        Ok(Mapped::from_map(map))
     }
 }
 

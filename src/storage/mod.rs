@@ -30,17 +30,51 @@ pub enum OpenMode {
 
 /// A read-only view of a whole file: a memory map for real files, a copy for memory files.
 #[derive(Clone)]
-pub struct Mapped(Arc<dyn AsRef<[u8]> + Send + Sync>);
+pub struct Mapped {
+    bytes: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    /// The same bytes, when they are a memory map (see [`Mapped::release`]).
+    map: Option<Arc<memmap2::Mmap>>,
+}
 
 impl Mapped {
     /// Wraps any byte owner.
     pub fn new(bytes: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Self {
-        Mapped(bytes)
+        Mapped { bytes, map: None }
+    }
+
+    /// Wraps a memory map.
+    pub fn from_map(map: memmap2::Mmap) -> Self {
+        let map = Arc::new(map);
+        Mapped {
+            bytes: map.clone(),
+            map: Some(map),
+        }
     }
 
     /// The bytes.
     pub fn bytes(&self) -> &[u8] {
-        (*self.0).as_ref()
+        (*self.bytes).as_ref()
+    }
+
+    /// Says that `bytes()[at..at + len]` will not be read again soon: a memory map drops those
+    /// pages from the process (they stay in the page cache, and a later read maps them
+    /// again), so that reading a large file once through the map does not leave all of it in
+    /// the process's resident memory. No effect on other byte owners.
+    pub fn release(&self, at: usize, len: usize) {
+        let Some(map) = &self.map else { return };
+        if at.checked_add(len).is_none_or(|end| end > map.len()) || len == 0 {
+            return;
+        }
+        // SAFETY: ctxlog maps files read-only, and only files it no longer writes (see
+        // `FsStorage`'s `map`). MADV_DONTNEED on such a mapping only drops page-table
+        // entries: the next read of those bytes faults the same file pages back in, so no
+        // reference into the map ever sees different bytes. memmap2 aligns the range down to
+        // a page boundary, which at worst drops a page that is read again.
+        let advised =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, len) };
+        if let Err(e) = advised {
+            tracing::debug!(error = %e, "madvise(DONTNEED) failed; the pages stay mapped");
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod error;
 mod group;
 mod reader;
 mod recovery;
+mod scan;
 mod segment;
 mod shared;
 mod writer;

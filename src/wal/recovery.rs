@@ -1,14 +1,15 @@
 //! Opening the log: lock, scan every segment, check every frame, repair a torn tail, and report
 //! whatever was dropped. Nothing is deleted silently.
 
-use super::segment::{create_segment, now_ms, parse_segment_name, read_seed, reserve};
+use super::scan::scan_records;
+use super::segment::{create_segment, now_ms, parse_segment_name, reserve};
 use super::shared::{SegmentEntry, Shared, Table, Visible, POISON_MARKER};
 use super::writer::{Active, LogWriter};
 use super::{RecoveryMode, WalConfig, WalError};
 use crate::storage::{LockFailure, Mapped, OpenMode, Storage, StorageFile};
 use ctxlog_format::layout::{body_start, FLAG_CHAIN_HASH, HEADER_LEN};
 use ctxlog_format::{
-    all_zero, chain_genesis, CorruptionKind, FileHeader, FileKind, FrameLayout, FrameReader, Stop,
+    all_zero, chain_genesis, CorruptionKind, FileHeader, FileKind, FrameLayout, Stop,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -294,7 +295,8 @@ fn scan_all(
             None if *first == 1 => Some(chain_genesis(&header.store_id)),
             None => None,
         };
-        let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed);
+        let tail = is_last.then_some(&*file);
+        let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed, tail);
         report.records += next - first;
         let seg = Scanned {
             first: *first,
@@ -360,7 +362,13 @@ fn scan_all(
     // chain (it was skipped as sealed if the segment after it was a repaired one).
     if let Some(last) = scanned.last_mut() {
         if !last.checked {
-            let (stop, next, end, chain) = scan_records(last.map.bytes(), last.first, layout, None);
+            let (stop, next, end, chain) = scan_records(
+                last.map.bytes(),
+                last.first,
+                layout,
+                None,
+                Some(&*last.file),
+            );
             if let Some(stop) = stop {
                 return Err(stop_error(&last.path, stop, next));
             }
@@ -369,40 +377,6 @@ fn scan_all(
         }
     }
     Ok((id, layout, scanned))
-}
-
-/// Checks every record of one segment: offsets, CRCs and, for tamper-evident stores, the
-/// chain from the segment's stored seed, which must equal `expected_seed` when that is known
-/// (the genesis value, or the previous segment's last chain hash). Returns where it stopped,
-/// the next offset, the end of the last good record and the chain hash after it.
-fn scan_records(
-    bytes: &[u8],
-    first: u64,
-    layout: FrameLayout,
-    expected_seed: Option<[u8; 32]>,
-) -> (Option<Stop>, u64, u64, Option<[u8; 32]>) {
-    let start = body_start(layout.chain_hash);
-    let body = bytes.get(start..).unwrap_or_default();
-    let mut reader = FrameReader::new(body, start as u64, first, layout);
-    if layout.chain_hash {
-        let seed = read_seed(bytes).unwrap_or_default();
-        if expected_seed.is_some_and(|e| e != seed) {
-            let stop = Stop::Corrupt {
-                position: HEADER_LEN as u64,
-                offset: first,
-                kind: CorruptionKind::ChainMismatch,
-            };
-            return (Some(stop), first, start as u64, None);
-        }
-        reader = reader.with_chain(seed);
-    }
-    let stop = reader.by_ref().find_map(Result::err);
-    (
-        stop,
-        reader.next_offset(),
-        reader.file_position(),
-        reader.chain_value(),
-    )
 }
 
 fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
