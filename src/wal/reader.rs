@@ -171,7 +171,14 @@ impl LogReader {
             }
             match cursor.run(window, &mut f)? {
                 ControlFlow::Break(()) => break,
-                ControlFlow::Continue(()) => expected = Some((cursor.next, cursor.chain)),
+                ControlFlow::Continue(()) => {
+                    // A scan that goes on past a sealed segment is a long sequential read
+                    // (replay, verify, history): its pages need not stay in this process.
+                    if let Some(map) = &seg.sealed {
+                        map.release(0, map.bytes().len());
+                    }
+                    expected = Some((cursor.next, cursor.chain))
+                }
             }
         }
         Ok(())
