@@ -1,10 +1,10 @@
 //! Decoded commits on their way from the decoding thread to the applying one.
 //!
-//! Replay is bound by the thread that applies events, so everything that can happen before it
-//! happens on the decoding thread, and nothing the applying thread does allocates more than the
-//! state keeps: a `ValueSet` commit (nearly every commit of a real log) is parsed here straight
-//! from the record's bytes by [`parse_value_sets`], its context name and key become inline
-//! [`Name`]s and its value the box the state will own. Any other commit goes through
+//! Everything that can happen before an event reaches the state happens on the decoding thread,
+//! so that the applying thread only gathers and inserts (see `pending`). A `ValueSet` commit
+//! (nearly every commit of a real log) is parsed here straight from the record's bytes by
+//! [`parse_value_sets`], with no allocation but the value's: its context name and key become
+//! inline [`Name`]s and its value the `Arc` the state will keep. Any other commit goes through
 //! [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
 
 use super::pending::{Pending, Set};
