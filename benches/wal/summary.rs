@@ -105,7 +105,7 @@ pub(crate) fn summary(root: &Path, load_at_start: &str) -> String {
     }
     let mut slice_counts = Vec::new();
     for (id, label, target) in [
-        (DURABLE_1, "WAL Always, 1 writer", 0.9),
+        (DURABLE_1, "WAL Always, 1 writer", 0.95),
         (DURABLE_16, "WAL Always, 16 writers", 9.0),
         (DURABLE_64, "WAL Always, 64 writers", 25.0),
     ] {
