@@ -297,6 +297,8 @@ fn scan_all(
         };
         let tail = is_last.then_some(&*file);
         let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed, tail);
+        // Checked once; later reads fault back in what they need.
+        map.release(0, bytes.len());
         report.records += next - first;
         let seg = Scanned {
             first: *first,
