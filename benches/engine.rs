@@ -3,7 +3,8 @@
 //! - open + rebuild, no snapshot: 1 M ValueSet events (200 B values over 10,000 contexts), one
 //!   event per commit: events/s (target >= 3 M/s);
 //! - open with the default snapshots: a 10 M-event log against a 1 M-event log with the same
-//!   live state (10,000 contexts x 10 keys): time ratio (target <= 1.2);
+//!   live state (10,000 contexts x 10 keys), each closed cleanly (so each opens from the
+//!   snapshot `close` wrote): time ratio (target <= 1.2);
 //! - `state_at(random offset)` with the default snapshot interval: p50 and p99;
 //! - `get` p99 on an idle store and while 16 writers commit durably (reads never wait on fsync);
 //! - peak RSS while opening against steady-state RSS and the live data size (measured in a
