@@ -1,7 +1,8 @@
 //! Arbitrary bytes as a record payload: `Commit::decode` must never panic, whatever the bytes.
 //! A payload that decodes must re-encode and decode to the same commit, and applying it to a
-//! small state (whole, on a clone, as replay does) must not panic either: it applies or it is
-//! refused with an `ApplyError`.
+//! small state must not panic either: it applies or it is refused with an `ApplyError`, and
+//! replay's own path (`replay::apply_payloads`: the serde-free `ValueSet` decoder, sets gathered
+//! per context) accepts the same bytes and ends in the same state.
 #![no_main]
 
 use ctxlog::event::{Commit, Event, SCHEMA_VERSION};
@@ -59,9 +60,16 @@ fuzz_target!(|data: &[u8]| {
     let back = Commit::decode(Offset(2), &again).expect("a decoded commit re-encodes readably");
     assert_eq!(back, commit, "encode/decode is not a round trip");
     let mut state = base().clone();
-    if state.apply_commit(Offset(2), &commit).is_ok() {
+    let applied = state.apply_commit(Offset(2), &commit);
+    if applied.is_ok() {
         assert_eq!(state.offset(), Offset(2));
     }
-    let mut owned = base().clone();
-    let _ = owned.apply_commit_owned(Offset(2), commit);
+    // Replay's path (its own decoder for ValueSet commits, sets gathered per context) must
+    // accept exactly the same bytes and end in the same state.
+    let mut replayed = base().clone();
+    let via_replay = ctxlog::replay::apply_payloads(&mut replayed, [(Offset(2), data)]);
+    assert_eq!(via_replay.is_ok(), applied.is_ok(), "replay and apply disagree: {via_replay:?}");
+    if applied.is_ok() {
+        assert!(replayed == state, "replay and apply end in different states");
+    }
 });

@@ -152,6 +152,26 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
     })
 }
 
+/// Applies commit payloads to `state` exactly as replay does (the fast `ValueSet` decoder,
+/// sets gathered per context), without a log: the fuzz target `decode_event` holds this path
+/// to [`State::apply_commit`] on arbitrary bytes.
+#[doc(hidden)]
+pub fn apply_payloads<'a>(
+    state: &mut State,
+    records: impl IntoIterator<Item = (Offset, &'a [u8])>,
+) -> Result<Replayed> {
+    let (mut applied, mut pending) = (Replayed::default(), Pending::default());
+    let mut batch = Batch::with_capacity(REPLAY_BATCH);
+    for (offset, payload) in records {
+        batch.push(offset, payload, None)?;
+        if batch.len() == REPLAY_BATCH {
+            applied += batch.apply_to(state, &mut pending)?;
+        }
+    }
+    applied += batch.apply_to(state, &mut pending)?;
+    flush(state, &mut pending).map(|()| applied)
+}
+
 fn flush(state: &mut State, pending: &mut Pending) -> Result<()> {
     pending
         .flush(state)
