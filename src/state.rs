@@ -311,23 +311,9 @@ impl State {
         Ok(())
     }
 
-    /// Sets `key` in a live context: the one place a value enters the state (the replay's
-    /// fast path and [`State::apply`] both come here).
-    pub(crate) fn set_value(
-        &mut self,
-        stamp: Stamp,
-        context: &str,
-        key: Name,
-        value: Arc<[u8]>,
-    ) -> Applied {
-        let c = self.live_mut(context)?;
-        c.values.insert(key, StoredValue(value));
-        c.updated = stamp;
-        Ok(())
-    }
-
-    /// Sets keys of one live context in order, the last stamp becoming its version (replay
-    /// applies the sets it gathered per context this way, see `replay::pending`).
+    /// Sets keys of one live context in order, the last stamp becoming its version: the one
+    /// place values enter the state ([`State::apply`] with one set, replay with the sets it
+    /// gathered per context, see `replay::pending`).
     pub(crate) fn set_values(
         &mut self,
         context: &str,
@@ -377,7 +363,7 @@ impl State {
                 context,
                 key,
                 value,
-            } => self.set_value(stamp, context, Name::new(key), value.as_slice().into())?,
+            } => self.set_values(context, [(stamp, Name::new(key), value.as_slice().into())])?,
             Event::ValueRemoved { context, key } => {
                 let c = self.live_mut(context)?;
                 if c.values.remove(key.as_str()).is_none() {

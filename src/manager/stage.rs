@@ -259,13 +259,23 @@ pub(crate) struct SnapshotTrigger {
     pub tx: Option<SyncSender<Arc<State>>>,
 }
 
+/// Fraction of a snapshot interval past which close writes a snapshot.
+const AT_CLOSE_FRACTION: u64 = 16;
+
 impl SnapshotTrigger {
+    /// True once the log since the last snapshot holds `1 / fraction` of an interval.
+    fn past(&self, fraction: u64) -> bool {
+        self.every_commits
+            .is_some_and(|n| self.commits >= (n / fraction).max(1))
+            || self
+                .every_bytes
+                .is_some_and(|n| self.bytes >= (n / fraction).max(1))
+    }
+
     fn observe(&mut self, commits: u64, bytes: u64, hub: &Hub) {
         self.commits += commits;
         self.bytes += bytes;
-        let due = self.every_commits.is_some_and(|n| self.commits >= n)
-            || self.every_bytes.is_some_and(|n| self.bytes >= n);
-        if !due {
+        if !self.past(1) {
             return;
         }
         if let Some(tx) = &self.tx {
@@ -276,21 +286,11 @@ impl SnapshotTrigger {
             }
         }
     }
-}
 
-/// Fraction of a snapshot interval past which close writes a snapshot.
-const AT_CLOSE_FRACTION: u64 = 16;
-
-impl SnapshotTrigger {
     /// At close: hands the last state to the snapshot thread (which writes it before it ends,
     /// and close waits for that) if the log since the last snapshot is long enough to matter.
     fn at_close(&mut self, hub: &Hub) {
-        let worth = self
-            .every_commits
-            .is_some_and(|n| self.commits >= (n / AT_CLOSE_FRACTION).max(1))
-            || self
-                .every_bytes
-                .is_some_and(|n| self.bytes >= (n / AT_CLOSE_FRACTION).max(1));
+        let worth = self.past(AT_CLOSE_FRACTION);
         if let Some(tx) = self.tx.take().filter(|_| self.at_close && worth) {
             // Blocks while a snapshot is being written; the thread ends after this one.
             let _ = tx.send(hub.state());

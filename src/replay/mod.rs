@@ -7,7 +7,7 @@ use crate::offset::Offset;
 use crate::state::{ApplyError, State};
 use crate::wal::LogReader;
 use batch::Batch;
-use pending::Pending;
+use pending::Applier;
 use std::ops::ControlFlow;
 
 mod batch;
@@ -106,12 +106,11 @@ impl std::ops::AddAssign for Replayed {
 pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<Replayed> {
     let from = state.offset().next();
     if to.0.saturating_sub(from.0) < 4 * REPLAY_BATCH as u64 {
-        let (mut applied, mut pending) = (Replayed::default(), Pending::default());
+        let mut applier = Applier::new(state);
         for_each_batch(reader, from, to, |batch| {
-            applied += batch.apply_to(state, &mut pending)?;
-            Ok(ControlFlow::Continue(()))
+            applier.apply(batch).map(|()| ControlFlow::Continue(()))
         })?;
-        return flush(state, &mut pending).map(|()| applied);
+        return applier.finish();
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
     // Applied batches go back to the decoder, so that their memory is reused.
@@ -129,15 +128,12 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
                 }
             })
         });
-        let (mut applied, mut pending) = (Replayed::default(), Pending::default());
+        let mut applier = Applier::new(state);
         let mut failed = None;
         for mut batch in rx.iter() {
-            match batch.apply_to(state, &mut pending) {
-                Ok(n) => applied += n,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+            if let Err(e) = applier.apply(&mut batch) {
+                failed = Some(e);
+                break;
             }
             let _ = back_tx.send(batch);
         }
@@ -147,7 +143,7 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         match failed {
             Some(e) => Err(e),
-            None => decoded.and_then(|()| flush(state, &mut pending).map(|()| applied)),
+            None => decoded.and_then(|()| applier.finish()),
         }
     })
 }
@@ -160,20 +156,14 @@ pub fn apply_payloads<'a>(
     state: &mut State,
     records: impl IntoIterator<Item = (Offset, &'a [u8])>,
 ) -> Result<Replayed> {
-    let (mut applied, mut pending) = (Replayed::default(), Pending::default());
+    let mut applier = Applier::new(state);
     let mut batch = Batch::with_capacity(REPLAY_BATCH);
     for (offset, payload) in records {
         batch.push(offset, payload, None)?;
         if batch.len() == REPLAY_BATCH {
-            applied += batch.apply_to(state, &mut pending)?;
+            applier.apply(&mut batch)?;
         }
     }
-    applied += batch.apply_to(state, &mut pending)?;
-    flush(state, &mut pending).map(|()| applied)
-}
-
-fn flush(state: &mut State, pending: &mut Pending) -> Result<()> {
-    pending
-        .flush(state)
-        .map_err(|(offset, e)| inconsistent(offset, e))
+    applier.apply(&mut batch)?;
+    applier.finish()
 }

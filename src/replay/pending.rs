@@ -12,6 +12,9 @@
 //! applying every event in order gives, and a set on a context that is not live fails with the
 //! offset of that context's first pending set, the first failure an in-order replay would meet.
 
+use super::batch::Batch;
+use super::{inconsistent, Replayed};
+use crate::error::Result;
 use crate::offset::Offset;
 use crate::state::{ApplyError, Name, Stamp, State};
 use std::collections::HashMap;
@@ -37,12 +40,6 @@ pub(super) struct Pending {
     len: usize,
     /// Sets gathered before a flush ([`WINDOW`]; tests use small ones).
     window: usize,
-}
-
-impl Default for Pending {
-    fn default() -> Self {
-        Pending::with_window(WINDOW)
-    }
 }
 
 impl Pending {
@@ -90,5 +87,41 @@ impl Pending {
             }
         }
         first_failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Applies decoded batches to a state through a [`Pending`], and counts what it applied: the
+/// one way replay (inline or pipelined) and `apply_payloads` bring a state forward.
+pub(super) struct Applier<'s> {
+    state: &'s mut State,
+    pending: Pending,
+    applied: Replayed,
+}
+
+impl<'s> Applier<'s> {
+    pub(super) fn new(state: &'s mut State) -> Self {
+        Applier::with_window(state, WINDOW)
+    }
+
+    pub(super) fn with_window(state: &'s mut State, window: usize) -> Self {
+        Applier {
+            state,
+            pending: Pending::with_window(window),
+            applied: Replayed::default(),
+        }
+    }
+
+    /// Applies a batch, leaving it empty for reuse.
+    pub(super) fn apply(&mut self, batch: &mut Batch) -> Result<()> {
+        self.applied += batch.apply_to(self.state, &mut self.pending)?;
+        Ok(())
+    }
+
+    /// Applies what is still gathered; returns what was applied in all.
+    pub(super) fn finish(mut self) -> Result<Replayed> {
+        self.pending
+            .flush(self.state)
+            .map_err(|(offset, e)| inconsistent(offset, e))?;
+        Ok(self.applied)
     }
 }

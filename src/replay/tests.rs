@@ -4,7 +4,7 @@
 //! commit gives.
 
 use super::batch::{parse_value_sets, Batch};
-use super::pending::Pending;
+use super::pending::Applier;
 use crate::error::{Error, RecoveryError};
 use crate::event::{Commit, Event, Labels, SCHEMA_VERSION};
 use crate::offset::Offset;
@@ -108,25 +108,25 @@ fn in_order(commits: &[Commit]) -> (State, Option<Offset>) {
 /// Applies the encoded commits through batches of `batch` commits and a `window`.
 fn batched(commits: &[Commit], batch: usize, window: usize) -> (State, Option<Offset>) {
     let mut state = State::default();
-    let mut pending = Pending::with_window(window);
-    let mut b = Batch::with_capacity(batch);
-    let failed = |e: Error| match e {
+    let failed = {
+        let mut applier = Applier::with_window(&mut state, window);
+        let mut b = Batch::with_capacity(batch);
+        let mut run = || {
+            for (i, commit) in commits.iter().enumerate() {
+                b.push(Offset(i as u64 + 1), &encode(commit), None)?;
+                if b.len() == batch {
+                    applier.apply(&mut b)?;
+                }
+            }
+            applier.apply(&mut b)
+        };
+        run().and_then(|()| applier.finish().map(|_| ())).err()
+    };
+    let failed = failed.map(|e| match e {
         Error::Recovery(RecoveryError::Inconsistent { offset, .. }) => offset,
         other => panic!("unexpected error {other}"),
-    };
-    for (i, commit) in commits.iter().enumerate() {
-        b.push(Offset(i as u64 + 1), &encode(commit), None)
-            .expect("decodes");
-        if b.len() == batch {
-            if let Err(e) = b.apply_to(&mut state, &mut pending) {
-                return (state, Some(failed(e)));
-            }
-        }
-    }
-    let end = b
-        .apply_to(&mut state, &mut pending)
-        .and_then(|_| super::flush(&mut state, &mut pending));
-    (state, end.err().map(failed))
+    });
+    (state, failed)
 }
 
 proptest! {
