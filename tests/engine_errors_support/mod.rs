@@ -4,9 +4,13 @@
 
 #![allow(dead_code)]
 
+#[path = "../state_diff/mod.rs"]
+mod state_diff;
+
 use ctxlog::state::State;
 use ctxlog::storage::{MemStorage, Storage};
 use ctxlog::{create_manager_with_config, Config, ContextManager, Offset};
+use state_diff::state_diff;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,28 +34,9 @@ pub async fn open(mem: &MemStorage) -> ContextManager {
 /// Panics with a short description (not two whole states) if `a != b`.
 #[track_caller]
 pub fn assert_same(a: &State, b: &State, what: &str) {
-    if a == b {
-        return;
+    if let Some(d) = state_diff(a, b) {
+        panic!("{what}: states differ: {d}");
     }
-    let names: std::collections::BTreeSet<&str> = a
-        .all_contexts()
-        .chain(b.all_contexts())
-        .map(|(n, _)| n)
-        .collect();
-    let differ: Vec<&str> = names
-        .into_iter()
-        .filter(|n| a.context_any(n) != b.context_any(n))
-        .collect();
-    panic!(
-        "{what}: states differ: offsets {} / {}, contexts {differ:?}, points {:?} / {:?}, \
-         current {:?} / {:?}",
-        a.offset(),
-        b.offset(),
-        a.recovery_points(),
-        b.recovery_points(),
-        a.current(),
-        b.current()
-    );
 }
 
 pub fn snapshot_files(mem: &MemStorage) -> Vec<PathBuf> {

@@ -6,6 +6,8 @@
 
 pub mod harness;
 pub mod model;
+#[path = "../state_diff/mod.rs"]
+mod state_diff;
 pub mod steps;
 
 use ctxlog::storage::MemStorage;

@@ -351,23 +351,8 @@ pub fn check_state(state: &State, model: &Model) -> Result<(), TestCaseError> {
 
 /// Full equality of two states (timestamps, adapter state, everything), reported briefly.
 pub fn same_state(a: &State, b: &State, what: &str) -> Result<(), TestCaseError> {
-    if a == b {
-        return Ok(());
+    match super::state_diff::state_diff(a, b) {
+        None => Ok(()),
+        Some(d) => Err(TestCaseError::fail(format!("{what}: states differ: {d}"))),
     }
-    let names: std::collections::BTreeSet<&str> = a
-        .all_contexts()
-        .chain(b.all_contexts())
-        .map(|(n, _)| n)
-        .collect();
-    let differ: Vec<&str> = names
-        .into_iter()
-        .filter(|n| a.context_any(n) != b.context_any(n))
-        .collect();
-    Err(TestCaseError::fail(format!(
-        "{what}: states differ: offsets {} / {}, contexts {differ:?}, points {:?} / {:?}",
-        a.offset(),
-        b.offset(),
-        a.recovery_points(),
-        b.recovery_points()
-    )))
 }
