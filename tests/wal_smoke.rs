@@ -48,7 +48,7 @@ fn append_rotate_reopen_crash() {
 
 #[test]
 fn batches_append_all_or_none_and_never_mode_reserves_sparsely() {
-    use ctxlog::wal::{Durability, WalError};
+    use ctxlog::wal::{Durability, RecordBatch, WalError};
     let mem = MemStorage::new();
     let storage: Arc<dyn Storage> = Arc::new(mem.clone());
     let cfg = WalConfig {
@@ -63,15 +63,27 @@ fn batches_append_all_or_none_and_never_mode_reserves_sparsely() {
         .unwrap();
     assert_eq!(first.offset.0, 1);
     // One oversized payload refuses the whole batch: nothing of it is written.
-    let refused = wal.append_batch_blocking(vec![vec![1; 10], vec![2; 2000]]);
+    let refused = wal.append_batch_blocking([vec![1; 10], vec![2; 2000]].iter().collect());
     assert!(
         matches!(refused, Err(WalError::RecordTooLarge { .. })),
         "{refused:?}"
     );
+    // An empty batch is refused by name, and appends nothing.
+    let empty = wal.append_batch_blocking(RecordBatch::new());
+    assert!(matches!(empty, Err(WalError::EmptyBatch)), "{empty:?}");
     let next = wal.append_blocking(b"after".to_vec()).unwrap();
     assert_eq!(next.offset.0, 101);
+    // The async form appends the same way.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tail = rt
+        .block_on(wal.append_batch([b"x".as_slice(), b"yz"].into_iter().collect()))
+        .unwrap();
+    assert_eq!(tail.offset.0, 102);
     let all = read_all(&wal);
-    assert_eq!(all.len(), 101);
+    assert_eq!(all.len(), 103);
+    assert_eq!(all[101..], [(102, b"x".to_vec()), (103, b"yz".to_vec())]);
     assert!(all[..100]
         .iter()
         .enumerate()

@@ -99,6 +99,9 @@ pub enum WalError {
         /// The limit.
         max: u64,
     },
+    /// A batch append with no payload in it; nothing was written.
+    #[error("a record batch must hold at least one payload")]
+    EmptyBatch,
     /// An earlier write or sync failed; the log refuses appends until it is reopened.
     #[error("log is poisoned by an earlier failed {op} ({kind}); reopen the store")]
     Poisoned {
@@ -224,6 +227,7 @@ impl WalError {
                 max: *max,
             },
             Poisoned { op, kind } => Poisoned { op, kind: *kind },
+            EmptyBatch => EmptyBatch,
             Closed => Closed,
             InvalidConfig { field, reason } => InvalidConfig {
                 field,

@@ -9,6 +9,7 @@
 //! the same pieces ([`LogWriter`], [`GroupCommit`], [`LogReader`]) with its own [`Stage`], so
 //! that optimistic-concurrency checks and offset assignment happen on the writer thread.
 
+mod batch;
 mod config;
 mod error;
 mod group;
@@ -19,6 +20,7 @@ mod segment;
 mod shared;
 mod writer;
 
+pub use batch::RecordBatch;
 pub use config::{Durability, Preallocate, Reached, RecoveryMode, WalConfig};
 pub use error::WalError;
 pub use group::{Completer, GroupCommit, Stage};
@@ -65,7 +67,16 @@ pub struct AppendRequest {
 
 enum Payloads {
     One(Vec<u8>),
-    Many(Vec<Vec<u8>>),
+    Batch(RecordBatch),
+}
+
+impl Payloads {
+    fn batch(batch: RecordBatch) -> Result<Payloads, WalError> {
+        if batch.is_empty() {
+            return Err(WalError::EmptyBatch);
+        }
+        Ok(Payloads::Batch(batch))
+    }
 }
 
 struct RecordStage;
@@ -77,12 +88,12 @@ impl Stage for RecordStage {
     fn prepare(&mut self, request: AppendRequest, log: &mut LogWriter) -> Option<Self::Ack> {
         let appended = match &request.payloads {
             Payloads::One(payload) => log.append(payload),
-            Payloads::Many(payloads) => {
+            Payloads::Batch(batch) => {
                 // All or none: every size is checked before the first record is encoded.
-                let checked = payloads.iter().try_for_each(|p| log.check_size(p.len()));
+                let checked = batch.iter().try_for_each(|p| log.check_size(p.len()));
                 checked.and_then(|()| {
                     let first = log.next_offset();
-                    payloads.iter().try_for_each(|p| log.append(p).map(drop))?;
+                    batch.iter().try_for_each(|p| log.append(p).map(drop))?;
                     Ok(first)
                 })
             }
@@ -177,10 +188,22 @@ impl Wal {
         self.submit_blocking(Payloads::One(payload))
     }
 
-    /// Appends several payloads as consecutive records with one request (bulk loads): all or
-    /// none are appended. Returns the first record's offset; the others follow it.
-    pub fn append_batch_blocking(&self, payloads: Vec<Vec<u8>>) -> Result<Appended, WalError> {
-        self.submit_blocking(Payloads::Many(payloads))
+    /// Appends a batch's payloads as consecutive records with one request (bulk loads): all
+    /// or none are appended. Resolves to the first record's offset (the others follow it) once
+    /// the batch reached the configured durability. An empty batch is refused
+    /// ([`WalError::EmptyBatch`]).
+    pub async fn append_batch(&self, batch: RecordBatch) -> Result<Appended, WalError> {
+        let payloads = Payloads::batch(batch)?;
+        let (reply, rx) = oneshot::channel();
+        self.commit
+            .submit(AppendRequest { payloads, reply })
+            .await?;
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// [`Wal::append_batch`] from a thread that is not running async code.
+    pub fn append_batch_blocking(&self, batch: RecordBatch) -> Result<Appended, WalError> {
+        self.submit_blocking(Payloads::batch(batch)?)
     }
 
     fn submit_blocking(&self, payloads: Payloads) -> Result<Appended, WalError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 // ctxlog, through the Wal API.
 
 use ctxlog::storage::FsStorage;
-use ctxlog::wal::{Durability, Wal, WalConfig};
+use ctxlog::wal::{Durability, RecordBatch, Wal, WalConfig};
 
 /// Threads calling `append_batch_blocking` in the ctxlog bulk load (as `benches/wal` does).
 pub(super) const CTX_BULK_THREADS: usize = 4;
@@ -53,7 +53,10 @@ impl System for CtxWal {
                     }
                     let first = b * BULK_BATCH as u64;
                     let last = (first + BULK_BATCH as u64).min(n);
-                    let batch: Vec<Vec<u8>> = (first..last).map(|i| p.get(i).to_vec()).collect();
+                    let mut batch = RecordBatch::with_capacity(BULK_BATCH, BULK_BATCH * PAYLOAD);
+                    for i in first..last {
+                        batch.push(&p.get(i));
+                    }
                     wal.append_batch_blocking(batch).expect("append batch");
                 });
             }
