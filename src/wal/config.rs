@@ -19,8 +19,9 @@ pub enum Durability {
         /// Longest time an acknowledged record stays unsynced.
         max_delay: Duration,
     },
-    /// Acknowledged once written to the OS; synced only at rotation and close. For tests and
-    /// bulk loads.
+    /// Acknowledged once written to the OS; synced at rotation and close, and in the
+    /// background every 8 MiB written (so that a rotation does not stall on a whole segment
+    /// of dirty pages). For tests and bulk loads.
     Never,
 }
 
