@@ -97,3 +97,39 @@ fn batches_append_all_or_none_and_never_mode_reserves_sparsely() {
         .unwrap();
     assert_eq!(file.len().unwrap(), 64 * 1024);
 }
+
+#[test]
+fn never_mode_syncs_in_the_background_every_8_mib() {
+    use ctxlog::wal::{Durability, RecordBatch};
+    use std::time::{Duration, Instant};
+    let mem = MemStorage::new();
+    let cfg = WalConfig {
+        durability: Durability::Never,
+        ..WalConfig::default()
+    };
+    let wal = Wal::open(Arc::new(mem.clone()), "n".as_ref(), cfg.clone()).unwrap();
+    let synced_at_open = wal.reader().stats().syncs;
+    // 9 batches of 1 MiB of payload, well inside the first 64 MiB segment: no rotation, no
+    // close, so only the writeback thread can sync them.
+    let payload = vec![7u8; 4096];
+    for _ in 0..9 {
+        let batch: RecordBatch = std::iter::repeat_n(&payload[..], 256).collect();
+        wal.append_batch_blocking(batch).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wal.reader().stats().syncs == synced_at_open {
+        assert!(Instant::now() < deadline, "no background sync after 9 MiB");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A power loss now keeps at least the first 8 MiB of records.
+    let image = mem.crash_image(CrashMode::DropUnsynced);
+    let reopened = Wal::open(Arc::new(image), "n".as_ref(), cfg).unwrap();
+    let kept = read_all(&reopened);
+    assert!(
+        kept.len() * payload.len() >= 8 << 20,
+        "only {} records survived the power loss",
+        kept.len()
+    );
+    assert!(kept.iter().all(|(_, p)| *p == payload));
+    wal.close();
+}
