@@ -82,6 +82,40 @@ struct Scanned {
     checked: bool,
 }
 
+/// Bytes of checked segments that open leaves mapped: the newest ones, which a reader (a
+/// replay, a tail, a full scan) is likeliest to read next.
+const RESIDENT_AFTER_CHECK: u64 = 256 << 20;
+
+/// Releases the pages of the oldest checked segments once more than [`RESIDENT_AFTER_CHECK`]
+/// bytes of them are mapped. Checking a long log through its maps would otherwise leave all of
+/// it in the process's resident memory; releasing every segment right after its check bounded
+/// that, but made the read that usually follows an open map every page a second time (peer
+/// harness, a 200 MB log: reopen and full read 12.8 M records/s keeping the pages, 10.0 M
+/// releasing them).
+#[derive(Default)]
+struct Resident {
+    /// Checked bytes still mapped, in `scanned[oldest..]` and the segment being checked.
+    bytes: u64,
+    /// First entry of `scanned` not yet released.
+    oldest: usize,
+}
+
+impl Resident {
+    /// Counts `end` bytes just checked (the segment after `scanned`), releasing the oldest
+    /// checked segments that no longer fit.
+    fn checked(&mut self, scanned: &[Scanned], end: u64) {
+        self.bytes += end;
+        while self.bytes > RESIDENT_AFTER_CHECK && self.oldest < scanned.len() {
+            let seg = &scanned[self.oldest];
+            self.oldest += 1;
+            if seg.checked {
+                seg.map.release(0, seg.end as usize);
+                self.bytes -= seg.end;
+            }
+        }
+    }
+}
+
 /// Where point-in-time recovery cuts the log: in segment `index`, at `position` (or the whole
 /// segment when `None`).
 struct Cut {
@@ -194,6 +228,7 @@ fn scan_all(
     report: &mut RecoveryReport,
 ) -> Result<([u8; 16], FrameLayout, Vec<Scanned>), WalError> {
     let mut scanned: Vec<Scanned> = Vec::with_capacity(segs.len());
+    let mut resident = Resident::default();
     let mut store_id = None;
     let mut layout = None;
     let mut cut = None;
@@ -297,8 +332,7 @@ fn scan_all(
         };
         let tail = is_last.then_some(&*file);
         let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed, tail);
-        // Checked once; later reads fault back in what they need.
-        map.release(0, bytes.len());
+        resident.checked(&scanned, end);
         report.records += next - first;
         let seg = Scanned {
             first: *first,
