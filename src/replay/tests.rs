@@ -209,3 +209,42 @@ fn trailing_bytes_and_newer_schemas_take_the_full_decoder() {
         Err(RecoveryError::UnsupportedSchema { .. })
     ));
 }
+
+/// Windows smaller than the number of contexts make the gathering forget its contexts at
+/// every flush and meet them again: the state must not notice.
+#[test]
+fn forgetting_contexts_between_flushes_changes_nothing() {
+    let commit = |events: Vec<Event>| Commit {
+        v: SCHEMA_VERSION,
+        ts: 1,
+        events,
+    };
+    let create = |c: &str| Event::ContextCreated {
+        context: c.into(),
+        labels: Labels::new(),
+    };
+    let set = |c: &str, k: &str, v: u8| Event::ValueSet {
+        context: c.into(),
+        key: k.into(),
+        value: ByteBuf::from(vec![v]),
+    };
+    let mut commits = vec![commit(vec![create("a"), create("b"), create("c")])];
+    for round in 0..4u8 {
+        for (i, c) in ["a", "b", "a", "c", "b", "c", "a"].into_iter().enumerate() {
+            commits.push(commit(vec![set(
+                c,
+                ["k1", "k2"][i % 2],
+                round * 10 + i as u8,
+            )]));
+        }
+    }
+    let (want, want_failed) = in_order(&commits);
+    assert_eq!(want_failed, None);
+    for window in 1..=4 {
+        for batch in [1, 3, 64] {
+            let (got, got_failed) = batched(&commits, batch, window);
+            assert_eq!(got_failed, None, "window {window}, batch {batch}");
+            assert!(got == want, "window {window}, batch {batch}: states differ");
+        }
+    }
+}
