@@ -175,12 +175,7 @@ impl Wal {
 
     /// Appends a payload; resolves once it reached the configured durability.
     pub async fn append(&self, payload: Vec<u8>) -> Result<Appended, WalError> {
-        let (reply, rx) = oneshot::channel();
-        let payloads = Payloads::One(payload);
-        self.commit
-            .submit(AppendRequest { payloads, reply })
-            .await?;
-        rx.await.map_err(|_| WalError::Closed)?
+        self.submit(Payloads::One(payload)).await
     }
 
     /// Appends a payload from a thread that is not running async code.
@@ -193,17 +188,20 @@ impl Wal {
     /// the batch reached the configured durability. An empty batch is refused
     /// ([`WalError::EmptyBatch`]).
     pub async fn append_batch(&self, batch: RecordBatch) -> Result<Appended, WalError> {
-        let payloads = Payloads::batch(batch)?;
-        let (reply, rx) = oneshot::channel();
-        self.commit
-            .submit(AppendRequest { payloads, reply })
-            .await?;
-        rx.await.map_err(|_| WalError::Closed)?
+        self.submit(Payloads::batch(batch)?).await
     }
 
     /// [`Wal::append_batch`] from a thread that is not running async code.
     pub fn append_batch_blocking(&self, batch: RecordBatch) -> Result<Appended, WalError> {
         self.submit_blocking(Payloads::batch(batch)?)
+    }
+
+    async fn submit(&self, payloads: Payloads) -> Result<Appended, WalError> {
+        let (reply, rx) = oneshot::channel();
+        self.commit
+            .submit(AppendRequest { payloads, reply })
+            .await?;
+        rx.await.map_err(|_| WalError::Closed)?
     }
 
     fn submit_blocking(&self, payloads: Payloads) -> Result<Appended, WalError> {
