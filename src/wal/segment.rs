@@ -99,11 +99,11 @@ pub fn reserve(
     }
 }
 
-/// Seals a full segment: cuts the preallocated space after its last record and syncs, so that
-/// sealed segments hold only records and are read (mapped) without scanning zeros.
+/// Seals a full segment: cuts the preallocated space after its last record, so that sealed
+/// segments hold only records and are read (mapped) without scanning zeros. The caller syncs
+/// the cut (through the log's one-at-a-time sync).
 pub fn seal_segment(path: &Path, file: &dyn StorageFile, end: u64) -> Result<(), WalError> {
-    file.set_len(end).map_err(WalError::io("truncate", path))?;
-    file.sync_data().map_err(WalError::io("fdatasync", path))
+    file.set_len(end).map_err(WalError::io("truncate", path))
 }
 
 /// The chain seed stored after the header of a tamper-evident segment.

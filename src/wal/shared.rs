@@ -52,6 +52,13 @@ pub(crate) struct Shared {
     pub table: RwLock<Table>,
     poisoned: AtomicBool,
     poison: Mutex<Option<(&'static str, io::ErrorKind)>>,
+    /// Held across every `fdatasync` of a segment, with the poison check before it and the
+    /// poisoning after a failure (`writer::timed_sync`). Linux reports a writeback error to
+    /// one `fsync` of a file and marks the failed pages clean, so a second thread syncing the
+    /// same file at the same moment (a rotation on the writer thread while the sync or
+    /// writeback thread syncs) could see success for lost pages and seal the segment; one
+    /// sync at a time, each refusing to start once the log is poisoned, closes that window.
+    pub sync_lock: Mutex<()>,
     pub counters: Counters,
 }
 
@@ -108,6 +115,7 @@ impl Shared {
             table: RwLock::new(table),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
+            sync_lock: Mutex::new(()),
             counters: Counters::default(),
         }
     }

@@ -36,12 +36,15 @@ pub(crate) struct Written {
     pub chain: Option<[u8; 32]>,
 }
 
-/// One counted, timed `fdatasync`; a failure poisons the log.
+/// One counted, timed `fdatasync`; a failure poisons the log. Syncs of a log run one at a
+/// time (`Shared::sync_lock`), and none starts once the log is poisoned.
 fn timed_sync(
     shared: &Shared,
     file: &dyn StorageFile,
     path: &std::path::Path,
 ) -> Result<(), WalError> {
+    let _one_at_a_time = shared.sync_lock.lock().unwrap_or_else(|e| e.into_inner());
+    shared.check_poison()?;
     Counters::add(&shared.counters.syncs, 1);
     metrics::counter!(crate::telemetry::FSYNCS).increment(1);
     let started = std::time::Instant::now();
@@ -179,7 +182,6 @@ impl LogWriter {
 
     /// `fdatasync`s what was written; a failure poisons the log.
     pub(crate) fn sync(shared: &Shared, written: &Written) -> Result<(), WalError> {
-        shared.check_poison()?;
         timed_sync(shared, &*written.file, &written.path)
     }
 
@@ -187,7 +189,6 @@ impl LogWriter {
     /// flush did (at close, in `Batched` and `Never` modes, nothing else may have synced it).
     pub(crate) fn flush_and_sync(&mut self) -> Result<(), WalError> {
         self.flush()?;
-        self.shared.check_poison()?;
         timed_sync(&self.shared, &*self.active.file, &self.active.path)
     }
 
@@ -202,6 +203,7 @@ impl LogWriter {
         let a = &self.active;
         timed_sync(&self.shared, &*a.file, &a.path)?;
         seal_segment(&a.path, &*a.file, a.pos)?;
+        timed_sync(&self.shared, &*a.file, &a.path)?;
         let map = a.file.map().map_err(WalError::io("map", &a.path))?;
         let first = self.next_offset;
         let capacity = self.config.segment_bytes;
