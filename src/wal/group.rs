@@ -188,6 +188,14 @@ impl<R: Send + 'static> std::fmt::Debug for GroupCommit<R> {
     }
 }
 
+fn join(threads: Vec<JoinHandle<()>>) {
+    for t in threads {
+        if t.join().is_err() {
+            tracing::error!("a ctxlog log thread panicked");
+        }
+    }
+}
+
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(name.into())
@@ -209,23 +217,25 @@ impl<R: Send + 'static> GroupCommit<R> {
             in_flight: AtomicUsize::new(0),
             shared: Arc::clone(&log.shared),
         });
-        let mut threads = Vec::new();
+        // The sync, ack and writeback threads belong to the writer thread, which joins them
+        // at close before it releases the log.
+        let mut helpers = Vec::new();
         let to_sync = match durability {
             Durability::Always => {
                 let (sync_tx, sync_rx) = mpsc::channel::<Batch<S::Ack>>();
                 let (ack_tx, ack_rx) = mpsc::channel();
                 let shared = Arc::clone(&log.shared);
-                threads.push(spawn("ctxlog-sync", move || {
+                helpers.push(spawn("ctxlog-sync", move || {
                     sync_loop(shared, sync_rx, ack_tx)
                 }));
                 let p = Arc::clone(&pipeline);
-                threads.push(spawn("ctxlog-ack", move || ack_loop(p, ack_rx)));
+                helpers.push(spawn("ctxlog-ack", move || ack_loop(p, ack_rx)));
                 ToSync::Batches(sync_tx)
             }
             Durability::Batched { max_delay } => {
                 let (sync_tx, sync_rx) = mpsc::channel::<Written>();
                 let shared = Arc::clone(&log.shared);
-                threads.push(spawn("ctxlog-sync", move || {
+                helpers.push(spawn("ctxlog-sync", move || {
                     batched_sync_loop(shared, sync_rx, max_delay)
                 }));
                 ToSync::Written(sync_tx)
@@ -233,7 +243,7 @@ impl<R: Send + 'static> GroupCommit<R> {
             Durability::Never => {
                 let (sync_tx, sync_rx) = mpsc::channel::<Written>();
                 let shared = Arc::clone(&log.shared);
-                threads.push(spawn("ctxlog-writeback", move || {
+                helpers.push(spawn("ctxlog-writeback", move || {
                     batched_sync_loop(shared, sync_rx, std::time::Duration::ZERO)
                 }));
                 ToSync::Writeback(sync_tx)
@@ -245,10 +255,9 @@ impl<R: Send + 'static> GroupCommit<R> {
             pipeline,
         });
         let leader = leads.then(|| Arc::clone(&writer) as Arc<dyn Lead<R>>);
-        threads.insert(
-            0,
-            spawn("ctxlog-writer", move || writer_loop(writer, rx, to_sync)),
-        );
+        let threads = vec![spawn("ctxlog-writer", move || {
+            writer_loop(writer, rx, to_sync, helpers)
+        })];
         GroupCommit {
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
@@ -297,12 +306,9 @@ impl<R: Send + 'static> GroupCommit<R> {
     pub fn close(&self) {
         drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
         drop(self.leader.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
-            if t.join().is_err() {
-                tracing::error!("a ctxlog log thread panicked");
-            }
-        }
+        join(std::mem::take(
+            &mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
     }
 }
 
@@ -348,6 +354,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     writer: Arc<Writer<S, C>>,
     mut rx: tokio::sync::mpsc::Receiver<S::Request>,
     to_sync: ToSync<S::Ack>,
+    helpers: Vec<JoinHandle<()>>,
 ) {
     let pipeline = &writer.pipeline;
     let mut writeback_sent = (0, 0);
@@ -392,8 +399,12 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
             break;
         }
     }
-    // Closing: make everything written durable, whatever the mode, and release the log (and
-    // with it the store's lock) so that no leader can append any more.
+    // Closing. First the helper threads finish what they were given (synced, acknowledged),
+    // so that no sync of theirs runs (or poisons the log) after the store's lock is released.
+    drop(to_sync);
+    join(helpers);
+    // Then make everything written durable, whatever the mode, and release the log (and with
+    // it the store's lock) so that no leader can append any more.
     let core = writer.lock().take();
     if let Some(mut core) = core {
         if core.log.shared.check_poison().is_ok() {
