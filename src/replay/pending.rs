@@ -20,7 +20,8 @@ use crate::state::{ApplyError, Name, Stamp, State};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Sets gathered before a flush: bounds the memory they hold (about 60 B each besides values).
+/// Sets gathered before a flush: bounds the memory they hold (about 60 B each besides values;
+/// see [`ROOM_WINDOWS`] for the room kept between flushes).
 const WINDOW: usize = 256 * 1024;
 
 /// One gathered set.
@@ -32,12 +33,17 @@ pub(super) struct Set {
 }
 
 /// A context's list of gathered sets keeps its room across flushes up to this many sets; a
-/// longer one (a burst on one context) is freed, so that the room kept stays bounded.
+/// longer one (a burst on one context) is freed at the flush.
 const KEEP_ROOM: usize = 256;
 
 /// Contexts remembered across flushes. A replay over more contexts than this forgets them all
 /// at the next flush and starts again, so that the names kept stay bounded.
 const SLOTS_MAX: usize = 64 * 1024;
+
+/// Room (in sets) that the lists may keep in all, in windows: past it, a flush forgets every
+/// context. Without it, 64 Ki contexts each keeping up to [`KEEP_ROOM`] could hold ~0.9 GiB
+/// of empty room; with it, the gathering holds at most a window of sets plus twice that room.
+const ROOM_WINDOWS: usize = 2;
 
 /// Sets not yet applied, by context, each context's in log order.
 #[derive(Debug)]
@@ -53,6 +59,8 @@ pub(super) struct Pending {
     contexts: Vec<(Name, Vec<Set>)>,
     /// Slots with sets pending, in the order they were first gathered since the last flush.
     touched: Vec<u32>,
+    /// Capacity of every list in `contexts`, in sets.
+    room: usize,
     len: usize,
     /// Sets gathered before a flush ([`WINDOW`]; tests use small ones).
     window: usize,
@@ -69,6 +77,7 @@ impl Pending {
             slots: HashMap::default(),
             contexts: Vec::new(),
             touched: Vec::new(),
+            room: 0,
             len: 0,
             window,
             keep_room: KEEP_ROOM.min(window),
@@ -92,7 +101,9 @@ impl Pending {
         if sets.is_empty() {
             self.touched.push(slot);
         }
+        let before = sets.capacity();
         sets.push(set);
+        self.room += sets.capacity() - before;
         self.len += 1;
         if self.len >= self.window {
             self.flush(state)?;
@@ -113,6 +124,7 @@ impl Pending {
             let applied =
                 state.set_values(context, sets.drain(..).map(|s| (s.stamp, s.key, s.value)));
             if sets.capacity() > self.keep_room {
+                self.room -= sets.capacity();
                 *sets = Vec::new();
             }
             if let Err(e) = applied {
@@ -121,9 +133,10 @@ impl Pending {
                 }
             }
         }
-        if self.contexts.len() > self.slots_max {
+        if self.contexts.len() > self.slots_max || self.room > ROOM_WINDOWS * self.window {
             self.slots = HashMap::default();
             self.contexts = Vec::new();
+            self.room = 0;
         }
         first_failure.map_or(Ok(()), Err)
     }
