@@ -116,20 +116,80 @@ fn never_mode_syncs_in_the_background_every_8_mib() {
         let batch: RecordBatch = std::iter::repeat_n(&payload[..], 256).collect();
         wal.append_batch_blocking(batch).unwrap();
     }
+    // Soon a power loss keeps at least the first 8 MiB of records. (The sync counter moves
+    // as a sync starts, so the image is taken again until the sync has landed.)
     let deadline = Instant::now() + Duration::from_secs(30);
-    while wal.reader().stats().syncs == synced_at_open {
-        assert!(Instant::now() < deadline, "no background sync after 9 MiB");
-        std::thread::sleep(Duration::from_millis(1));
+    let kept = loop {
+        let started = wal.reader().stats().syncs > synced_at_open;
+        if started {
+            let image = mem.crash_image(CrashMode::DropUnsynced);
+            let reopened = Wal::open(Arc::new(image), "n".as_ref(), cfg.clone()).unwrap();
+            let kept = read_all(&reopened);
+            reopened.close();
+            if kept.len() * payload.len() >= 8 << 20 {
+                break kept;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "9 MiB appended, yet a power loss keeps less than 8 MiB (sync started: {started})"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(kept.iter().all(|(_, p)| *p == payload));
+    wal.close();
+}
+
+#[test]
+fn a_failed_background_sync_poisons_the_log() {
+    use ctxlog::storage::{FaultKind, FaultOp};
+    use ctxlog::wal::{Durability, RecordBatch, WalError};
+    use std::time::{Duration, Instant};
+    let mem = MemStorage::new();
+    let cfg = WalConfig {
+        durability: Durability::Never,
+        ..WalConfig::default()
+    };
+    let wal = Wal::open(Arc::new(mem.clone()), "p".as_ref(), cfg.clone()).unwrap();
+    // The next sync is the writeback thread's, after 8 MiB (no rotation in 9 MiB): it fails.
+    mem.inject(FaultOp::Sync, 1, FaultKind::Eio, false);
+    let payload = vec![3u8; 4096];
+    // Soon every append is refused, naming the failed fdatasync (the sync may fail, and
+    // poison the log, before the 9th MiB is appended).
+    let mut accepted = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let batch: RecordBatch = std::iter::repeat_n(&payload[..], 256).collect();
+        match wal.append_batch_blocking(batch) {
+            Err(WalError::Poisoned {
+                op: "fdatasync", ..
+            }) => break,
+            Ok(_) => accepted += 256,
+            Err(e) => panic!("expected the log poisoned by the failed sync, got {e:?}"),
+        }
+        if accepted >= 9 * 256 {
+            assert!(
+                Instant::now() < deadline,
+                "a failed background sync did not poison the log"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
-    // A power loss now keeps at least the first 8 MiB of records.
-    let image = mem.crash_image(CrashMode::DropUnsynced);
-    let reopened = Wal::open(Arc::new(image), "n".as_ref(), cfg).unwrap();
-    let kept = read_all(&reopened);
     assert!(
-        kept.len() * payload.len() >= 8 << 20,
-        "only {} records survived the power loss",
+        accepted >= 8 * 256,
+        "poisoned after only {accepted} records"
+    );
+    wal.close();
+    // The next open rewrites what the failed sync may have dropped, and keeps every record.
+    let reopened = Wal::open(Arc::new(mem), "p".as_ref(), cfg).unwrap();
+    assert!(reopened.recovery_report().rewrote_after_poison.is_some());
+    let kept = read_all(&reopened);
+    // A batch written just as the poison landed is answered with the poison yet is in the
+    // file, like any append whose reply is an error: its outcome is unknown, not "not written".
+    assert!(
+        kept.len() == accepted || kept.len() == accepted + 256,
+        "{} records kept, {accepted} acknowledged",
         kept.len()
     );
     assert!(kept.iter().all(|(_, p)| *p == payload));
-    wal.close();
 }

@@ -2,12 +2,13 @@
 //!
 //! Why one buffer: a bulk load that hands the log a `Vec<Vec<u8>>` allocates once per record
 //! on the caller's thread and frees once per record on the writer thread (a cross-thread free
-//! that the allocator pays for). A batch is two allocations, whatever its length, and the
-//! writer frames each record straight from the shared buffer.
+//! that the allocator pays for). A batch is two buffers, whatever its length (two allocations
+//! when sized up front with [`RecordBatch::with_capacity`]), and the writer frames each record
+//! straight from them.
 
 /// Payloads packed end to end, with the end of each. Built with [`RecordBatch::push`] (or
 /// collected from any iterator of byte slices) and appended whole by
-/// [`Wal::append_batch`](super::Wal::append_batch): all records or none.
+/// [`Wal::append_batch`](super::Wal::append_batch), which takes or refuses it whole.
 ///
 /// ```
 /// use ctxlog::wal::RecordBatch;

@@ -89,7 +89,8 @@ impl Stage for RecordStage {
         let appended = match &request.payloads {
             Payloads::One(payload) => log.append(payload),
             Payloads::Batch(batch) => {
-                // All or none: every size is checked before the first record is encoded.
+                // Taken or refused whole: every size is checked before the first record is
+                // encoded (a rotation inside the batch may still leave a prefix on disk).
                 let checked = batch.iter().try_for_each(|p| log.check_size(p.len()));
                 checked.and_then(|()| {
                     let first = log.next_offset();
@@ -183,10 +184,14 @@ impl Wal {
         self.submit_blocking(Payloads::One(payload))
     }
 
-    /// Appends a batch's payloads as consecutive records with one request (bulk loads): all
-    /// or none are appended. Resolves to the first record's offset (the others follow it) once
-    /// the batch reached the configured durability. An empty batch is refused
-    /// ([`WalError::EmptyBatch`]).
+    /// Appends a batch's payloads as consecutive records with one request (bulk loads).
+    /// Resolves to the first record's offset (the others follow it) once the batch reached the
+    /// configured durability. The batch is taken or refused whole: every size is checked
+    /// before the first record is encoded, and an empty batch is refused
+    /// ([`WalError::EmptyBatch`]). It is not atomic on disk: a batch that crosses into a new
+    /// segment has its first part written and synced by the rotation, so a failed rotation
+    /// (an error returned) or a crash may leave a prefix of it in the log, as with separate
+    /// appends.
     pub async fn append_batch(&self, batch: RecordBatch) -> Result<Appended, WalError> {
         self.submit(Payloads::batch(batch)?).await
     }
