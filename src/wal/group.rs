@@ -232,21 +232,19 @@ impl<R: Send + 'static> GroupCommit<R> {
                 helpers.push(spawn("ctxlog-ack", move || ack_loop(p, ack_rx)));
                 ToSync::Batches(sync_tx)
             }
-            Durability::Batched { max_delay } => {
-                let (sync_tx, sync_rx) = mpsc::channel::<Written>();
+            Durability::Batched { .. } | Durability::Never => {
+                // `Batched`: every write, synced at most `max_delay` after the first unsynced
+                // one. `Never`: every `WRITEBACK_BYTES`, synced at once.
+                let (max_delay, every) = match durability {
+                    Durability::Batched { max_delay } => (max_delay, 0),
+                    _ => (std::time::Duration::ZERO, WRITEBACK_BYTES),
+                };
+                let (tx, sync_rx) = mpsc::channel::<Written>();
                 let shared = Arc::clone(&log.shared);
                 helpers.push(spawn("ctxlog-sync", move || {
-                    batched_sync_loop(shared, sync_rx, max_delay)
+                    background_sync_loop(shared, sync_rx, max_delay)
                 }));
-                ToSync::Written(sync_tx)
-            }
-            Durability::Never => {
-                let (sync_tx, sync_rx) = mpsc::channel::<Written>();
-                let shared = Arc::clone(&log.shared);
-                helpers.push(spawn("ctxlog-writeback", move || {
-                    batched_sync_loop(shared, sync_rx, std::time::Duration::ZERO)
-                }));
-                ToSync::Writeback(sync_tx)
+                ToSync::Written { tx, every }
             }
         };
         let leads = matches!(to_sync, ToSync::Batches(_));
@@ -322,10 +320,12 @@ impl<R: Send + 'static> Drop for GroupCommit<R> {
 enum ToSync<A> {
     /// `Always`: batches to sync, then acknowledge.
     Batches(mpsc::Sender<Batch<A>>),
-    /// `Batched`: what is written and not yet synced.
-    Written(mpsc::Sender<Written>),
-    /// `Never`: what is written, every [`WRITEBACK_BYTES`], to sync in the background.
-    Writeback(mpsc::Sender<Written>),
+    /// `Batched` and `Never`: what is written and not yet synced, once `every` bytes were
+    /// written since the last one sent (`Batched`: 0, every write).
+    Written {
+        tx: mpsc::Sender<Written>,
+        every: u64,
+    },
 }
 
 /// `Never` mode: bytes written between two background `fdatasync`s. Without them a bulk load
@@ -335,15 +335,15 @@ enum ToSync<A> {
 /// leaves the rotation (and close) only the last few MiB to wait for.
 const WRITEBACK_BYTES: u64 = 8 << 20;
 
-/// Whether `written` is [`WRITEBACK_BYTES`] past the last write sent to the background sync
+/// Whether `written` is `every` bytes past the last write sent to the background sync
 /// (`sent`: its segment and end).
-fn writeback_due(sent: &mut (u64, u64), written: &Written) -> bool {
+fn sync_due(sent: &mut (u64, u64), written: &Written, every: u64) -> bool {
     let from = if sent.0 == written.segment_first {
         sent.1
     } else {
         0
     };
-    let due = written.end - from >= WRITEBACK_BYTES;
+    let due = written.end - from >= every;
     if due {
         *sent = (written.segment_first, written.end);
     }
@@ -357,7 +357,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     helpers: Vec<JoinHandle<()>>,
 ) {
     let pipeline = &writer.pipeline;
-    let mut writeback_sent = (0, 0);
+    let mut sent_to_sync = (0, 0);
     while let Some(first) = rx.blocking_recv() {
         let mut guard = writer.lock();
         let Some(core) = guard.as_mut() else { break };
@@ -381,14 +381,9 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
                 sync_and_complete(pipeline, vec![batch]);
                 true
             }
-            ToSync::Written(tx) => {
-                let dirty = batch.written.clone();
-                complete_written(pipeline, batch);
-                dirty.is_none_or(|w| tx.send(w).is_ok())
-            }
-            ToSync::Writeback(tx) => {
+            ToSync::Written { tx, every } => {
                 let due = (batch.written.as_ref())
-                    .filter(|w| writeback_due(&mut writeback_sent, w))
+                    .filter(|w| sync_due(&mut sent_to_sync, w, *every))
                     .cloned();
                 complete_written(pipeline, batch);
                 due.is_none_or(|w| tx.send(w).is_ok())
@@ -499,7 +494,7 @@ fn ack_loop<C: Completer>(pipeline: Arc<Pipeline<C>>, rx: mpsc::Receiver<Synced<
 
 /// `Batched`: syncs at most `max_delay` after the first unsynced write. `Never`: syncs what
 /// the writer sends (`max_delay` zero), the latest of what has arrived when a sync starts.
-fn batched_sync_loop(
+fn background_sync_loop(
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Written>,
     max_delay: std::time::Duration,
