@@ -175,18 +175,20 @@ async fn open_every_160(mem: &MemStorage, at_close: bool) -> ctxlog::ContextMana
     ctxlog::create_manager_with_config(c).await.unwrap()
 }
 
-async fn commits(m: &ctxlog::ContextManager, n: u64) {
+/// [`open_every_160`], then context `c` created and `n` commits of sets to it.
+async fn filled(mem: &MemStorage, at_close: bool, n: u64) -> ctxlog::ContextManager {
+    let m = open_every_160(mem, at_close).await;
+    m.create("c").await.unwrap();
     for i in 0..n {
         m.set("c", &format!("k{}", i % 3), &i).await.unwrap();
     }
+    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_snapshots_a_long_tail_and_reopen_replays_nothing() {
     let mem = MemStorage::new();
-    let m = open_every_160(&mem, true).await;
-    m.create("c").await.unwrap();
-    commits(&m, 12).await;
+    let m = filled(&mem, true, 12).await;
     let (state, last) = ((*m.state()).clone(), m.last_offset());
     m.close().await.unwrap();
     assert_eq!(snapshots(&mem), 1, "close wrote one snapshot");
@@ -203,9 +205,7 @@ async fn close_snapshots_a_long_tail_and_reopen_replays_nothing() {
 async fn close_leaves_a_short_tail_or_a_disabled_option_alone() {
     for (n, at_close) in [(5, true), (12, false)] {
         let mem = MemStorage::new();
-        let m = open_every_160(&mem, at_close).await;
-        m.create("c").await.unwrap();
-        commits(&m, n).await;
+        let m = filled(&mem, at_close, n).await;
         let state = (*m.state()).clone();
         m.close().await.unwrap();
         assert!(snapshots(&mem) == 0, "{n} commits, at_close {at_close}");
@@ -219,9 +219,7 @@ async fn close_leaves_a_short_tail_or_a_disabled_option_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_after_a_failed_commit_writes_no_snapshot() {
     let mem = MemStorage::new();
-    let m = open_every_160(&mem, true).await;
-    m.create("c").await.unwrap();
-    commits(&m, 12).await;
+    let m = filled(&mem, true, 12).await;
     mem.inject(FaultOp::Sync, 1, FaultKind::Eio, false);
     assert!(
         m.set("c", "k", &"lost").await.is_err(),

@@ -3,6 +3,22 @@ use ctxlog::wal::{Wal, WalConfig};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+/// A `Durability::Never` log in `dir` of `mem`, and its configuration (to reopen it).
+fn never_wal(mem: &MemStorage, dir: &str) -> (Wal, WalConfig) {
+    let cfg = WalConfig {
+        durability: ctxlog::wal::Durability::Never,
+        ..WalConfig::default()
+    };
+    let wal = Wal::open(Arc::new(mem.clone()), dir.as_ref(), cfg.clone()).unwrap();
+    (wal, cfg)
+}
+
+/// 256 copies of a 4 KiB payload: 1 MiB of payload in one batch.
+fn one_mib(payload: &[u8]) -> ctxlog::wal::RecordBatch {
+    assert_eq!(payload.len(), 4096);
+    std::iter::repeat_n(payload, 256).collect()
+}
+
 fn read_all(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     wal.reader()
@@ -100,21 +116,15 @@ fn batches_append_all_or_none_and_never_mode_reserves_sparsely() {
 
 #[test]
 fn never_mode_syncs_in_the_background_every_8_mib() {
-    use ctxlog::wal::{Durability, RecordBatch};
     use std::time::{Duration, Instant};
     let mem = MemStorage::new();
-    let cfg = WalConfig {
-        durability: Durability::Never,
-        ..WalConfig::default()
-    };
-    let wal = Wal::open(Arc::new(mem.clone()), "n".as_ref(), cfg.clone()).unwrap();
+    let (wal, cfg) = never_wal(&mem, "n");
     let synced_at_open = wal.reader().stats().syncs;
     // 9 batches of 1 MiB of payload, well inside the first 64 MiB segment: no rotation, no
     // close, so only the writeback thread can sync them.
     let payload = vec![7u8; 4096];
     for _ in 0..9 {
-        let batch: RecordBatch = std::iter::repeat_n(&payload[..], 256).collect();
-        wal.append_batch_blocking(batch).unwrap();
+        wal.append_batch_blocking(one_mib(&payload)).unwrap();
     }
     // Soon a power loss keeps at least the first 8 MiB of records. (The sync counter moves
     // as a sync starts, so the image is taken again until the sync has landed.)
@@ -143,14 +153,10 @@ fn never_mode_syncs_in_the_background_every_8_mib() {
 #[test]
 fn a_failed_background_sync_poisons_the_log() {
     use ctxlog::storage::{FaultKind, FaultOp};
-    use ctxlog::wal::{Durability, RecordBatch, WalError};
+    use ctxlog::wal::WalError;
     use std::time::{Duration, Instant};
     let mem = MemStorage::new();
-    let cfg = WalConfig {
-        durability: Durability::Never,
-        ..WalConfig::default()
-    };
-    let wal = Wal::open(Arc::new(mem.clone()), "p".as_ref(), cfg.clone()).unwrap();
+    let (wal, cfg) = never_wal(&mem, "p");
     // The next sync is the writeback thread's, after 8 MiB (no rotation in 9 MiB): it fails.
     mem.inject(FaultOp::Sync, 1, FaultKind::Eio, false);
     let payload = vec![3u8; 4096];
@@ -159,8 +165,7 @@ fn a_failed_background_sync_poisons_the_log() {
     let mut accepted = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let batch: RecordBatch = std::iter::repeat_n(&payload[..], 256).collect();
-        match wal.append_batch_blocking(batch) {
+        match wal.append_batch_blocking(one_mib(&payload)) {
             Err(WalError::Poisoned {
                 op: "fdatasync", ..
             }) => break,
@@ -192,4 +197,36 @@ fn a_failed_background_sync_poisons_the_log() {
         kept.len()
     );
     assert!(kept.iter().all(|(_, p)| *p == payload));
+}
+
+/// Close waits for the background sync thread, then syncs what is left, before it releases the
+/// store: in `Batched` mode with a long delay, close returns at once (it does not wait out the
+/// delay), everything appended survives a power loss right after, and the store opens again.
+#[test]
+fn batched_close_syncs_everything_without_waiting_out_the_delay() {
+    use ctxlog::wal::Durability;
+    use std::time::{Duration, Instant};
+    let mem = MemStorage::new();
+    let cfg = WalConfig {
+        durability: Durability::Batched {
+            max_delay: Duration::from_secs(60),
+        },
+        ..WalConfig::default()
+    };
+    let wal = Wal::open(Arc::new(mem.clone()), "b".as_ref(), cfg.clone()).unwrap();
+    for i in 0..100u8 {
+        wal.append_blocking(vec![i; 100]).unwrap();
+    }
+    let started = Instant::now();
+    wal.close();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "close waited {:?}",
+        started.elapsed()
+    );
+    let image = mem.crash_image(CrashMode::DropUnsynced);
+    let reopened = Wal::open(Arc::new(image), "b".as_ref(), cfg.clone()).unwrap();
+    assert_eq!(read_all(&reopened).len(), 100);
+    // The lock was released: the store itself opens again.
+    Wal::open(Arc::new(mem), "b".as_ref(), cfg).unwrap().close();
 }
