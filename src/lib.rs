@@ -46,6 +46,7 @@
 
 pub mod adapter;
 pub mod audit;
+mod blob;
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -1,5 +1,6 @@
 //! The data model's rules: context names, keys, labels, values.
 
+use crate::blob::Blob;
 use crate::error::InvalidInput;
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::Arc;
@@ -79,7 +80,7 @@ pub fn check_point_label(label: &str) -> Result<(), InvalidInput> {
 
 /// A stored value: MessagePack bytes, shared (cloning is a reference count).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Value(Arc<[u8]>);
+pub struct Value(Blob);
 
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,12 +92,12 @@ impl Value {
     /// Encodes any serde value as MessagePack (maps with field names, so that values stay
     /// readable as they evolve).
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Value, rmp_serde::encode::Error> {
-        Ok(Value(rmp_serde::to_vec_named(value)?.into()))
+        Ok(Value(Blob::whole(rmp_serde::to_vec_named(value)?.into())))
     }
 
     /// Wraps bytes that are already MessagePack.
     pub fn from_msgpack(bytes: impl Into<Arc<[u8]>>) -> Value {
-        Value(bytes.into())
+        Value(Blob::whole(bytes.into()))
     }
 
     /// Decodes into any serde type.
@@ -106,6 +107,11 @@ impl Value {
 
     /// The MessagePack bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
+    }
+
+    /// A value read from the state: shares its bytes.
+    pub(crate) fn shared(blob: &Blob) -> Value {
+        Value(blob.clone())
     }
 }

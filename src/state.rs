@@ -5,6 +5,7 @@
 //! [`State::apply`] is the one place where an event changes state: replay on open, `state_at`,
 //! verification, the writer's validation and the tests all go through it.
 
+use crate::blob::Blob;
 use crate::event::{Commit, ContextImage, Event, Labels};
 use crate::model::Value;
 use crate::offset::Offset;
@@ -45,7 +46,7 @@ pub(crate) type Name = CompactString;
 /// A stored value, shared with every [`Value`] read from it (a read is a reference count, not
 /// a copy). Snapshots store it as bytes, not as an array of numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct StoredValue(Arc<[u8]>);
+struct StoredValue(Blob);
 
 impl Serialize for StoredValue {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -55,7 +56,7 @@ impl Serialize for StoredValue {
 
 impl<'de> Deserialize<'de> for StoredValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde_bytes::ByteBuf::deserialize(d).map(|b| StoredValue(b.into_vec().into()))
+        serde_bytes::ByteBuf::deserialize(d).map(|b| StoredValue(Blob::whole(b.into_vec().into())))
     }
 }
 
@@ -98,9 +99,7 @@ impl ContextState {
 
     /// One value.
     pub fn get(&self, key: &str) -> Option<Value> {
-        self.values
-            .get(key)
-            .map(|v| Value::from_msgpack(Arc::clone(&v.0)))
+        self.values.get(key).map(|v| Value::shared(&v.0))
     }
 
     /// Every key, in order.
@@ -112,7 +111,7 @@ impl ContextState {
     pub fn values(&self) -> impl Iterator<Item = (&str, Value)> {
         self.values
             .iter()
-            .map(|(k, v)| (k.as_str(), Value::from_msgpack(Arc::clone(&v.0))))
+            .map(|(k, v)| (k.as_str(), Value::shared(&v.0)))
     }
 
     /// Number of keys.
@@ -317,7 +316,7 @@ impl State {
     pub(crate) fn set_values(
         &mut self,
         context: &str,
-        sets: impl IntoIterator<Item = (Stamp, Name, Arc<[u8]>)>,
+        sets: impl IntoIterator<Item = (Stamp, Name, Blob)>,
     ) -> Applied {
         let c = self.live_mut(context)?;
         for (stamp, key, value) in sets {
@@ -325,6 +324,43 @@ impl State {
             c.updated = stamp;
         }
         Ok(())
+    }
+
+    /// Gives every value whose buffer `doomed` picks a buffer of its own, and returns how many
+    /// it copied: replay's way to let go of slabs that few live values still hold (see
+    /// `crate::blob`). Contexts and values it does not copy keep sharing their nodes.
+    pub(crate) fn detach_values(&mut self, doomed: impl Fn(&Arc<[u8]>) -> bool) -> usize {
+        let picked = |v: &StoredValue| !v.0.is_whole() && doomed(v.0.buffer());
+        let names: Vec<Name> = self
+            .contexts
+            .iter()
+            .filter(|(_, c)| c.values.values().any(picked))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut copied = 0;
+        for name in names {
+            let c = Arc::make_mut(self.contexts.get_mut(&name).expect("listed above"));
+            let keys: Vec<Name> = c
+                .values
+                .iter()
+                .filter(|(_, v)| picked(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                let v = c.values.get_mut(&key).expect("listed above");
+                v.0 = v.0.detached();
+                copied += 1;
+            }
+        }
+        copied
+    }
+
+    /// Every stored value's bytes, as the state shares them (tests of replay's slabs).
+    #[cfg(test)]
+    pub(crate) fn blobs(&self) -> impl Iterator<Item = &Blob> {
+        self.contexts
+            .values()
+            .flat_map(|c| c.values.values().map(|v| &v.0))
     }
 
     /// Marks the commit at `offset` wholly applied, with its chain hash (replay).

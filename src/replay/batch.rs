@@ -8,12 +8,12 @@
 //! [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
 
 use super::pending::{Pending, Set};
+use super::slabs::{Slabs, Staged, Staging};
 use super::{inconsistent, Replayed};
 use crate::error::{RecoveryError, Result};
 use crate::event::{Commit, Event, SCHEMA_VERSION};
 use crate::offset::Offset;
 use crate::state::{Name, Stamp, State};
-use std::sync::Arc;
 
 /// One event, ready to apply.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ enum Op {
     Set {
         context: Name,
         key: Name,
-        value: Arc<[u8]>,
+        value: Staged,
     },
     /// Any other event.
     Other(Event),
@@ -43,6 +43,8 @@ pub(super) struct Batch {
     ops: Vec<Op>,
     commits: Vec<Mark>,
     bytes: u64,
+    /// The values of the sets in `ops`.
+    values: Staging,
 }
 
 impl Batch {
@@ -51,6 +53,7 @@ impl Batch {
             ops: Vec::with_capacity(commits),
             commits: Vec::with_capacity(commits),
             bytes: 0,
+            values: Staging::default(),
         }
     }
 
@@ -66,11 +69,12 @@ impl Batch {
         payload: &[u8],
         chain: Option<[u8; 32]>,
     ) -> std::result::Result<(), RecoveryError> {
+        let staged = self.values.mark();
         let ts = match parse_value_sets(payload, |context, key, value| {
             self.ops.push(Op::Set {
                 context: Name::new(context),
                 key: Name::new(key),
-                value: value.into(),
+                value: self.values.stage(value),
             })
         }) {
             Some(ts) => ts,
@@ -78,6 +82,7 @@ impl Batch {
                 // Undo a fast parse that stopped part-way, then decode the commit whole.
                 let start = self.commits.last().map_or(0, |m| m.ops_end);
                 self.ops.truncate(start);
+                self.values.undo(staged);
                 let commit = Commit::decode(offset, payload)?;
                 self.ops.extend(commit.events.into_iter().map(Op::Other));
                 commit.ts
@@ -93,6 +98,12 @@ impl Batch {
         Ok(())
     }
 
+    /// Copies the staged values into slabs. The decoding thread seals each batch before
+    /// handing it over, so that the copy is its work.
+    pub(super) fn seal(&mut self) {
+        self.values.seal();
+    }
+
     /// Applies every commit in order, leaving the batch empty (and its memory for the next
     /// one). Value sets may wait in `pending` (see there) until its next flush. On error
     /// `state` may hold part of a commit.
@@ -100,7 +111,9 @@ impl Batch {
         &mut self,
         state: &mut State,
         pending: &mut Pending,
+        slabs: &mut Slabs,
     ) -> Result<Replayed> {
+        self.seal();
         let mut ops = self.ops.drain(..);
         let mut at = 0;
         let mut applied = 0;
@@ -115,7 +128,10 @@ impl Batch {
                         context,
                         key,
                         value,
-                    } => pending.push(state, context, Set { stamp, key, value }),
+                    } => {
+                        let value = self.values.resolve(value);
+                        pending.push(state, context, Set { stamp, key, value })
+                    }
                     Op::Other(event) => pending
                         .flush(state)
                         .and_then(|()| state.apply(stamp, &event).map_err(|e| (mark.offset, e))),
@@ -126,6 +142,8 @@ impl Batch {
             state.seal(mark.offset, mark.chain);
             applied += 1;
         }
+        drop(ops);
+        self.values.hand_over(slabs, state);
         Ok(Replayed {
             commits: applied,
             bytes: std::mem::take(&mut self.bytes),

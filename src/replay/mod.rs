@@ -12,6 +12,7 @@ use std::ops::ControlFlow;
 
 mod batch;
 mod pending;
+mod slabs;
 #[cfg(test)]
 mod tests;
 
@@ -68,7 +69,10 @@ where
             .push(rec.offset, rec.payload, rec.chain)
             .map_err(Error::from)
             .and_then(|()| match batch.len() {
-                REPLAY_BATCH => f(&mut batch),
+                REPLAY_BATCH => {
+                    batch.seal();
+                    f(&mut batch)
+                }
                 _ => Ok(ControlFlow::Continue(())),
             });
         step.unwrap_or_else(|e| {
@@ -78,7 +82,10 @@ where
     })?;
     match failed {
         Some(e) => Err(e),
-        None => f(&mut batch).map(|_| ()),
+        None => {
+            batch.seal();
+            f(&mut batch).map(|_| ())
+        }
     }
 }
 

@@ -13,12 +13,13 @@
 //! offset of that context's first pending set, the first failure an in-order replay would meet.
 
 use super::batch::Batch;
+use super::slabs::Slabs;
 use super::{inconsistent, Replayed};
+use crate::blob::Blob;
 use crate::error::Result;
 use crate::offset::Offset;
 use crate::state::{ApplyError, Name, Stamp, State};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Sets gathered before a flush: bounds the memory they hold (about 60 B each besides values;
 /// see [`ROOM_WINDOWS`] for the room kept between flushes).
@@ -29,7 +30,7 @@ const WINDOW: usize = 256 * 1024;
 pub(super) struct Set {
     pub(super) stamp: Stamp,
     pub(super) key: Name,
-    pub(super) value: Arc<[u8]>,
+    pub(super) value: Blob,
 }
 
 /// A context's list of gathered sets keeps its room across flushes up to this many sets; a
@@ -147,6 +148,7 @@ impl Pending {
 pub(super) struct Applier<'s> {
     state: &'s mut State,
     pending: Pending,
+    slabs: Slabs,
     applied: Replayed,
 }
 
@@ -159,13 +161,14 @@ impl<'s> Applier<'s> {
         Applier {
             state,
             pending: Pending::with_window(window),
+            slabs: Slabs::default(),
             applied: Replayed::default(),
         }
     }
 
     /// Applies a batch, leaving it empty for reuse.
     pub(super) fn apply(&mut self, batch: &mut Batch) -> Result<()> {
-        self.applied += batch.apply_to(self.state, &mut self.pending)?;
+        self.applied += batch.apply_to(self.state, &mut self.pending, &mut self.slabs)?;
         Ok(())
     }
 
@@ -174,6 +177,7 @@ impl<'s> Applier<'s> {
         self.pending
             .flush(self.state)
             .map_err(|(offset, e)| inconsistent(offset, e))?;
+        self.slabs.finish(self.state);
         Ok(self.applied)
     }
 }

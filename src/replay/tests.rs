@@ -248,3 +248,51 @@ fn forgetting_contexts_between_flushes_changes_nothing() {
         }
     }
 }
+
+/// A log that overwrites most keys leaves the slabs of the first values sparse: replay copies
+/// their survivors out, so that no slab is held by fewer than half its values, and the state
+/// is still the one applying every commit in order gives.
+#[test]
+fn replay_lets_go_of_sparse_slabs() {
+    let commit = |events: Vec<Event>| Commit {
+        v: SCHEMA_VERSION,
+        ts: 1,
+        events,
+    };
+    let set = |k: usize, round: u8| Event::ValueSet {
+        context: "a".into(),
+        key: format!("k{k}"),
+        value: ByteBuf::from(vec![round; 100]),
+    };
+    let mut commits = vec![commit(vec![Event::ContextCreated {
+        context: "a".into(),
+        labels: Labels::new(),
+    }])];
+    commits.extend((0..3000).map(|k| commit(vec![set(k, 1)])));
+    // Most keys again, and a few more times: the first 1,000-commit slabs keep 1 value in 30.
+    commits.extend(
+        (0..3000)
+            .filter(|k| k % 30 != 0)
+            .map(|k| commit(vec![set(k, 2)])),
+    );
+    let (want, _) = in_order(&commits);
+    let (got, failed) = batched(&commits, 1000, 256);
+    assert_eq!(failed, None);
+    assert!(got == want, "states differ");
+    let mut users = std::collections::HashMap::new();
+    for blob in got.blobs().filter(|b| !b.is_whole()) {
+        users
+            .entry(std::sync::Arc::as_ptr(blob.buffer()))
+            .or_insert((blob.buffer().clone(), 0usize))
+            .1 += 1;
+    }
+    assert!(
+        !users.is_empty(),
+        "values of the second pass stay in their slabs"
+    );
+    for (slab, live) in users.into_values() {
+        // Each value is 100 bytes: a slab of `len / 100` values.
+        let held = slab.len() / 100;
+        assert!(2 * live >= held, "a slab of {held} values held by {live}");
+    }
+}
