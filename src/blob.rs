@@ -1,20 +1,13 @@
-//! Value bytes as the state keeps them: a range of a shared, reference-counted buffer.
-//!
-//! A value written through the API owns its buffer (the range is all of it). Replay instead
-//! copies the values of each decoded batch of commits into one buffer, a *slab*, and every
-//! value of the batch is a range of it (`replay::batch`). Allocating a million 200-byte values
-//! one by one on the decoding thread made glibc grow that thread's arena a page at a time, one
-//! `mprotect` per 4 KiB (57 k of them for the bench's 1 M-event open), each taking the
-//! address-space lock that the other replay thread's page faults need. A slab is one
-//! allocation per ~1,000 values.
-//!
-//! A slab lives as long as any value in it: replay keeps a slab only when at least half of its
-//! values are still in the state when replay ends, and copies the values of sparser ones out
-//! ([`crate::replay`], `rehome`), so that slabs hold at most twice the live bytes they serve.
+//! Value bytes as the state keeps them: all of a reference-counted buffer, or a range of one
+//! shared with other values (the slabs replay fills, see `replay::staging`). Cloning never
+//! copies; comparing and hashing see only the bytes. A range keeps its whole buffer alive.
 
 use std::sync::Arc;
 
-/// Bytes shared by reference count: cloning never copies.
+/// `len` of a blob that is all of its buffer (a range is at most a slab long, far less).
+const WHOLE: u32 = u32::MAX;
+
+/// Bytes shared by reference count: all of `buf`, or `len` bytes of it from `start`.
 #[derive(Clone)]
 pub(crate) struct Blob {
     buf: Arc<[u8]>,
@@ -23,16 +16,19 @@ pub(crate) struct Blob {
 }
 
 impl Blob {
-    /// All of `buf`.
+    /// All of `buf`, whatever its size.
     pub(crate) fn whole(buf: Arc<[u8]>) -> Blob {
-        let len = u32::try_from(buf.len()).expect("a value is under 4 GiB");
-        Blob { buf, start: 0, len }
+        Blob {
+            buf,
+            start: 0,
+            len: WHOLE,
+        }
     }
 
     /// `buf[start..start + len]`.
     pub(crate) fn range(buf: &Arc<[u8]>, start: u32, len: u32) -> Blob {
         assert!(
-            start as usize + len as usize <= buf.len(),
+            len != WHOLE && start as usize + len as usize <= buf.len(),
             "a value lies inside its slab"
         );
         Blob {
@@ -43,17 +39,20 @@ impl Blob {
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start as usize..][..self.len as usize]
+        match self.len {
+            WHOLE => &self.buf,
+            len => &self.buf[self.start as usize..][..len as usize],
+        }
     }
 
-    /// The buffer this value is a range of, for replay's count of each slab's live values.
+    /// The buffer this blob is all or part of.
     pub(crate) fn buffer(&self) -> &Arc<[u8]> {
         &self.buf
     }
 
-    /// Whether this value is all of its buffer (no slab is kept alive through it).
+    /// Whether this blob is all of its buffer: it keeps alive nothing but its own bytes.
     pub(crate) fn is_whole(&self) -> bool {
-        self.len as usize == self.buf.len()
+        self.len == WHOLE
     }
 
     /// The same bytes in a buffer of their own.
@@ -112,6 +111,10 @@ mod tests {
         assert_eq!(own, cd);
         assert!(!Arc::ptr_eq(own.buffer(), &slab));
         assert_eq!(Arc::strong_count(&slab), 2);
+        // A range of all of a slab is still a range; an empty one reads as empty.
+        assert!(!Blob::range(&slab, 0, 6).is_whole());
+        assert_eq!(Blob::range(&slab, 6, 0).as_bytes(), b"");
+        assert_eq!(Blob::whole(slab.clone()).as_bytes(), b"abcdef");
     }
 
     #[test]

@@ -326,28 +326,44 @@ impl State {
         Ok(())
     }
 
-    /// Gives every value whose buffer `doomed` picks a buffer of its own, and returns how many
-    /// it copied: replay's way to let go of slabs that few live values still hold (see
-    /// `crate::blob`). Contexts and values it does not copy keep sharing their nodes.
-    pub(crate) fn detach_values(&mut self, doomed: impl Fn(&Arc<[u8]>) -> bool) -> usize {
+    /// The stored values of the named contexts (replay's count of its slabs' live bytes).
+    pub(crate) fn blobs_in<'a>(
+        &'a self,
+        contexts: impl IntoIterator<Item = &'a Name> + 'a,
+    ) -> impl Iterator<Item = &'a Blob> + 'a {
+        contexts
+            .into_iter()
+            .filter_map(|name| self.contexts.get(name.as_str()))
+            .flat_map(|c| c.values.values().map(|v| &v.0))
+    }
+
+    /// Gives every value of the named contexts that is part of a buffer `doomed` picks a
+    /// buffer of its own, and returns how many it copied: replay's way to let go of slabs that
+    /// few live values still hold (see `replay::slabs`). Contexts and values it does not copy
+    /// keep sharing their nodes.
+    pub(crate) fn detach_values<'a>(
+        &mut self,
+        contexts: impl IntoIterator<Item = &'a Name>,
+        doomed: impl Fn(&Arc<[u8]>) -> bool,
+    ) -> usize {
         let picked = |v: &StoredValue| !v.0.is_whole() && doomed(v.0.buffer());
-        let names: Vec<Name> = self
-            .contexts
-            .iter()
-            .filter(|(_, c)| c.values.values().any(picked))
-            .map(|(n, _)| n.clone())
-            .collect();
         let mut copied = 0;
-        for name in names {
-            let c = Arc::make_mut(self.contexts.get_mut(&name).expect("listed above"));
+        for name in contexts {
+            let Some(c) = self.contexts.get(name.as_str()) else {
+                continue;
+            };
             let keys: Vec<Name> = c
                 .values
                 .iter()
                 .filter(|(_, v)| picked(v))
                 .map(|(k, _)| k.clone())
                 .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let c = Arc::make_mut(self.contexts.get_mut(name.as_str()).expect("found above"));
             for key in keys {
-                let v = c.values.get_mut(&key).expect("listed above");
+                let v = c.values.get_mut(&key).expect("found above");
                 v.0 = v.0.detached();
                 copied += 1;
             }

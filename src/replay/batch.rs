@@ -3,12 +3,13 @@
 //! Everything that can happen before an event reaches the state happens on the decoding thread,
 //! so that the applying thread only gathers and inserts (see `pending`). A `ValueSet` commit
 //! (nearly every commit of a real log) is parsed here straight from the record's bytes by
-//! [`parse_value_sets`], with no allocation but the value's: its context name and key become
-//! inline [`Name`]s and its value the `Arc` the state will keep. Any other commit goes through
+//! [`parse_value_sets`], with no allocation at all: its context name and key become inline
+//! [`Name`]s and its value is staged for the batch's slab (`staging`). Any other commit goes through
 //! [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
 
 use super::pending::{Pending, Set};
-use super::slabs::{Slabs, Staged, Staging};
+use super::slabs::Slabs;
+use super::staging::{Staged, Staging};
 use super::{inconsistent, Replayed};
 use crate::error::{RecoveryError, Result};
 use crate::event::{Commit, Event, SCHEMA_VERSION};
@@ -88,6 +89,7 @@ impl Batch {
                 commit.ts
             }
         };
+        self.values.end_commit();
         self.bytes += payload.len() as u64;
         self.commits.push(Mark {
             offset,
@@ -98,8 +100,8 @@ impl Batch {
         Ok(())
     }
 
-    /// Copies the staged values into slabs. The decoding thread seals each batch before
-    /// handing it over, so that the copy is its work.
+    /// Copies the values still staged into a slab. The decoding thread seals each batch
+    /// before handing it over, so that the copy is its work.
     pub(super) fn seal(&mut self) {
         self.values.seal();
     }
@@ -130,10 +132,10 @@ impl Batch {
                         value,
                     } => {
                         let value = self.values.resolve(value);
-                        pending.push(state, context, Set { stamp, key, value })
+                        pending.push(state, slabs, context, Set { stamp, key, value })
                     }
                     Op::Other(event) => pending
-                        .flush(state)
+                        .flush(state, slabs)
                         .and_then(|()| state.apply(stamp, &event).map_err(|e| (mark.offset, e))),
                 }
                 .map_err(|(offset, e)| inconsistent(offset, e))?;
@@ -143,7 +145,9 @@ impl Batch {
             applied += 1;
         }
         drop(ops);
-        self.values.hand_over(slabs, state);
+        for (slab, values) in self.values.take_slabs() {
+            slabs.add(slab, values);
+        }
         Ok(Replayed {
             commits: applied,
             bytes: std::mem::take(&mut self.bytes),

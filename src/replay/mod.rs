@@ -13,6 +13,7 @@ use std::ops::ControlFlow;
 mod batch;
 mod pending;
 mod slabs;
+mod staging;
 #[cfg(test)]
 mod tests;
 

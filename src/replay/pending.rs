@@ -13,7 +13,7 @@
 //! offset of that context's first pending set, the first failure an in-order replay would meet.
 
 use super::batch::Batch;
-use super::slabs::Slabs;
+use super::slabs::{Contexts, Slabs};
 use super::{inconsistent, Replayed};
 use crate::blob::Blob;
 use crate::error::Result;
@@ -65,6 +65,9 @@ pub(super) struct Pending {
     len: usize,
     /// Sets gathered before a flush ([`WINDOW`]; tests use small ones).
     window: usize,
+    /// Every context this replay has applied sets to (kept for `slabs`: only their values can
+    /// be in a slab).
+    changed: Contexts,
     /// [`KEEP_ROOM`] and [`SLOTS_MAX`], or the window if smaller (so that the tests' small
     /// windows go through both).
     keep_room: usize,
@@ -81,6 +84,7 @@ impl Pending {
             room: 0,
             len: 0,
             window,
+            changed: Contexts::default(),
             keep_room: KEEP_ROOM.min(window),
             slots_max: SLOTS_MAX.min(window),
         }
@@ -90,6 +94,7 @@ impl Pending {
     pub(super) fn push(
         &mut self,
         state: &mut State,
+        slabs: &mut Slabs,
         context: Name,
         set: Set,
     ) -> Result<(), (Offset, ApplyError)> {
@@ -107,13 +112,18 @@ impl Pending {
         self.room += sets.capacity() - before;
         self.len += 1;
         if self.len >= self.window {
-            self.flush(state)?;
+            self.flush(state, slabs)?;
         }
         Ok(())
     }
 
-    /// Applies every gathered set. On error, returns the earliest offset whose set fails.
-    pub(super) fn flush(&mut self, state: &mut State) -> Result<(), (Offset, ApplyError)> {
+    /// Applies every gathered set, then sweeps `slabs` if due: right after a flush, only the
+    /// state holds their values. On error, returns the earliest offset whose set fails.
+    pub(super) fn flush(
+        &mut self,
+        state: &mut State,
+        slabs: &mut Slabs,
+    ) -> Result<(), (Offset, ApplyError)> {
         if self.len == 0 {
             return Ok(());
         }
@@ -121,6 +131,9 @@ impl Pending {
         let mut first_failure: Option<(Offset, ApplyError)> = None;
         for slot in self.touched.drain(..) {
             let (context, sets) = &mut self.contexts[slot as usize];
+            if !self.changed.contains(context) {
+                self.changed.insert(context.clone());
+            }
             let first = sets.first().map(|s| s.stamp.offset).unwrap_or_default();
             let applied =
                 state.set_values(context, sets.drain(..).map(|s| (s.stamp, s.key, s.value)));
@@ -139,6 +152,9 @@ impl Pending {
             self.contexts = Vec::new();
             self.room = 0;
         }
+        if first_failure.is_none() && slabs.due() {
+            slabs.sweep(state, &self.changed);
+        }
         first_failure.map_or(Ok(()), Err)
     }
 }
@@ -154,14 +170,15 @@ pub(super) struct Applier<'s> {
 
 impl<'s> Applier<'s> {
     pub(super) fn new(state: &'s mut State) -> Self {
-        Applier::with_window(state, WINDOW)
+        Applier::with_limits(state, WINDOW, Slabs::default())
     }
 
-    pub(super) fn with_window(state: &'s mut State, window: usize) -> Self {
+    /// An applier with a smaller window and slab limits (tests).
+    pub(super) fn with_limits(state: &'s mut State, window: usize, slabs: Slabs) -> Self {
         Applier {
             state,
             pending: Pending::with_window(window),
-            slabs: Slabs::default(),
+            slabs,
             applied: Replayed::default(),
         }
     }
@@ -172,12 +189,13 @@ impl<'s> Applier<'s> {
         Ok(())
     }
 
-    /// Applies what is still gathered; returns what was applied in all.
+    /// Applies what is still gathered, sweeps the slabs a last time; returns what was applied
+    /// in all.
     pub(super) fn finish(mut self) -> Result<Replayed> {
         self.pending
-            .flush(self.state)
+            .flush(self.state, &mut self.slabs)
             .map_err(|(offset, e)| inconsistent(offset, e))?;
-        self.slabs.finish(self.state);
+        self.slabs.finish(self.state, &self.pending.changed);
         Ok(self.applied)
     }
 }

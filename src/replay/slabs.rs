@@ -1,343 +1,299 @@
-//! The slabs a replay has handed out, and when to let go of the sparse ones.
+//! The slabs a replay has made (`staging`), and when to copy the survivors of sparse ones out.
 //!
-//! Each decoded batch copies its values into one slab (`batch`, `crate::blob`), and a slab
-//! stays allocated while any of its values lives. A log that overwrites some keys often and
-//! others seldom leaves slabs where one value in a hundred is still live: per-value buffers
-//! would have freed the rest. So the replay keeps a reference to every slab it made, with how
-//! many values it held, and checks them from time to time:
-//! - a slab only this list still holds is dropped from it (and freed);
-//! - a slab that less than half its values still use is *sparse*. Once the sparse slabs hold
-//!   [`REHOME_AT`] bytes, and always at the end of the replay, the state's values in them are
-//!   copied into buffers of their own ([`State::detach_values`]), which frees those slabs.
+//! A slab stays allocated while any of its values lives. A log that overwrites some keys often
+//! and others seldom leaves slabs that one small value in a hundred keeps alive, where values
+//! allocated one by one would have been freed. So the replay keeps every slab it made, with
+//! how many values it holds, and sweeps the list at the first flush of the gathered sets
+//! (`pending`) after it has grown by an eighth (at least [`FIRST_SWEEP`] slabs):
+//! - a slab that only this list still holds is dropped (and freed);
+//! - a slab that has lost a value is a *candidate*. Once the candidates hold
+//!   [`REHOME_AT`] bytes or a quarter of all the slabs' bytes (at the end of the replay: once
+//!   they hold [`FINAL_SLACK`]), the values of the contexts this replay changed are walked to
+//!   add up each candidate's live bytes, and every value of a slab less than half of whose
+//!   bytes are live is copied into a buffer of its own ([`State::detach_values`]), which frees
+//!   the slab.
 //!
-//! After a replay, then, every slab is at least half used: slabs hold at most twice the live
-//! bytes of the values they serve. During one, at most [`REHOME_AT`] bytes of sparse slabs,
-//! plus the dead slabs not yet dropped (the list is checked each time it doubles).
+//! So when a replay ends, the slabs hold at most twice the bytes of the values in them, plus
+//! [`FINAL_SLACK`]. While it runs, dead slabs wait for an eighth of the list's length and a
+//! flush (at most a window of sets) to be dropped, and sparse ones for a quarter of all the
+//! slabs' bytes (or [`REHOME_AT`]). A
+//! walk only happens once candidates have piled up, and it covers the contexts the replay
+//! changed, not the whole state: a short tail after a snapshot walks a few contexts at most.
 //!
-//! Reference counts are an upper bound on the values the state holds (a gathered set not yet
-//! applied, or a clone of the state, counts too), so a check can find a slab less sparse than
-//! it is, never more: copying out is only ever a matter of memory, never of what is read.
+//! After the replay, values overwritten by new writes can leave a slab sparser again: a slab
+//! never grows, so the slabs never hold more than the open left them, and the next open (from
+//! a snapshot, whose values are loaded one by one) starts afresh.
+//!
+//! Reference counts are exact here: sweeps follow a flush, when nothing but the state and
+//! this list holds a slab. Copying out only ever changes where bytes live, never what is read.
 
-use crate::blob::Blob;
-use crate::state::State;
-use std::collections::HashSet;
+use crate::state::{Name, State};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// A slab is cut once it holds this many bytes: the finer the slabs, the fewer bytes one live
-/// value holds on to, and the more allocations.
-const SLAB_BYTES: usize = 256 << 10;
-
-/// Values up to this size share a slab; a larger one gets its own buffer.
-const SLAB_VALUE_MAX: usize = 4096;
-
-/// Where a decoded value waits until its batch is applied.
-#[derive(Debug)]
-pub(super) enum Staged {
-    /// `len` bytes at `start` in the batch's slab number `slab`.
-    At { slab: u32, start: u32, len: u32 },
-    /// A value too large to share a slab, in a buffer of its own.
-    Own(Blob),
-}
-
-/// The values of one decoded batch, on their way into slabs: staged as the decoding thread
-/// parses them, copied into a slab each time [`SLAB_BYTES`] are staged (and when it seals the
-/// batch), handed out as the applying thread applies it, then recorded in the replay's
-/// [`Slabs`]. Staging a slab at a time keeps the buffer that travels with each batch small
-/// and in cache, however large the batch's commits.
-#[derive(Debug, Default)]
-pub(super) struct Staging {
-    /// The bytes of the slab being filled.
-    bytes: Vec<u8>,
-    /// The slabs filled so far, each with how many values were handed out from it.
-    sealed: Vec<(Arc<[u8]>, u32)>,
-}
-
-/// What [`Staging::undo`] goes back to.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct StagingMark {
-    bytes: usize,
-    sealed: usize,
-}
-
-impl Staging {
-    /// Stages a value's bytes.
-    pub(super) fn stage(&mut self, value: &[u8]) -> Staged {
-        if value.len() > SLAB_VALUE_MAX {
-            return Staged::Own(value.into());
-        }
-        if self.bytes.len() + value.len() > SLAB_BYTES {
-            self.seal();
-        }
-        let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(value);
-        Staged::At {
-            slab: self.sealed.len() as u32,
-            start,
-            len: value.len() as u32,
-        }
-    }
-
-    pub(super) fn mark(&self) -> StagingMark {
-        StagingMark {
-            bytes: self.bytes.len(),
-            sealed: self.sealed.len(),
-        }
-    }
-
-    /// Forgets what was staged since `mark` (a commit the fast parser gave up on part-way).
-    /// Bytes already copied into a slab stay there, unused: the slab also holds values staged
-    /// before the mark.
-    pub(super) fn undo(&mut self, mark: StagingMark) {
-        if self.sealed.len() == mark.sealed {
-            self.bytes.truncate(mark.bytes);
-        } else {
-            self.bytes.clear();
-        }
-    }
-
-    /// Copies the bytes staged since the last slab into a new one: one allocation for them all.
-    pub(super) fn seal(&mut self) {
-        if !self.bytes.is_empty() {
-            self.sealed.push((self.bytes.as_slice().into(), 0));
-            self.bytes.clear();
-        }
-    }
-
-    /// The value `staged` stands for (its slab is sealed).
-    pub(super) fn resolve(&mut self, staged: Staged) -> Blob {
-        match staged {
-            Staged::At { slab, start, len } => {
-                let (slab, handed) = &mut self.sealed[slab as usize];
-                *handed += 1;
-                Blob::range(slab, start, len)
-            }
-            Staged::Own(value) => value,
-        }
-    }
-
-    /// Records the batch's slabs in `slabs`, leaving this staging empty for the next batch.
-    pub(super) fn hand_over(&mut self, slabs: &mut Slabs, state: &mut State) {
-        debug_assert!(self.bytes.is_empty(), "the batch was sealed");
-        for (slab, handed) in self.sealed.drain(..) {
-            slabs.add(slab, handed, state);
-        }
-    }
-}
-
-/// Bytes of sparse slabs that make a replay copy their values out before it ends.
+/// Candidate bytes that make a replay copy values out before it ends.
 const REHOME_AT: usize = 64 << 20;
 
-/// The list is first checked at this many slabs, then each time it doubles.
-const FIRST_CHECK: usize = 64;
+/// Candidate bytes left alone at the end of a replay: walking the contexts for less is not
+/// worth it.
+const FINAL_SLACK: usize = 1 << 20;
+
+/// The list is swept once it holds this many slabs, then each time it grows by an eighth.
+const FIRST_SWEEP: usize = 64;
+
+/// Contexts, as replay's gathering records the ones it changed.
+pub(super) type Contexts = HashSet<Name, foldhash::fast::RandomState>;
 
 /// Every slab this replay made that may still hold a live value, with its number of values.
 #[derive(Debug)]
 pub(super) struct Slabs {
     held: Vec<(Arc<[u8]>, u32)>,
-    check_at: usize,
-    /// [`FIRST_CHECK`] and [`REHOME_AT`] (tests use small ones).
-    first_check: usize,
-    rehome_at: usize,
+    held_bytes: usize,
+    /// `held.len()` at which the next sweep is due.
+    sweep_at: usize,
+    /// [`FIRST_SWEEP`], [`REHOME_AT`] and [`FINAL_SLACK`] (tests use small ones).
+    limits: (usize, usize, usize),
 }
 
 impl Default for Slabs {
     fn default() -> Self {
-        Slabs::with_limits(FIRST_CHECK, REHOME_AT)
+        Slabs::with_limits(FIRST_SWEEP, REHOME_AT, FINAL_SLACK)
     }
 }
 
 impl Slabs {
-    pub(super) fn with_limits(first_check: usize, rehome_at: usize) -> Slabs {
+    pub(super) fn with_limits(first_sweep: usize, rehome_at: usize, final_slack: usize) -> Slabs {
         Slabs {
             held: Vec::new(),
-            check_at: first_check,
-            first_check,
-            rehome_at,
+            held_bytes: 0,
+            sweep_at: first_sweep,
+            limits: (first_sweep, rehome_at, final_slack),
         }
     }
 
-    /// Records a slab of `values` values, and checks the list if it has doubled.
-    pub(super) fn add(&mut self, slab: Arc<[u8]>, values: u32, state: &mut State) {
+    /// Records a slab of `values` values.
+    pub(super) fn add(&mut self, slab: Arc<[u8]>, values: u32) {
+        self.held_bytes += slab.len();
         self.held.push((slab, values));
-        if self.held.len() >= self.check_at {
-            self.check(state, self.rehome_at);
-            self.check_at = (2 * self.held.len()).max(self.first_check);
+    }
+
+    /// Whether a sweep is due (the gathering sweeps after a flush).
+    pub(super) fn due(&self) -> bool {
+        self.held.len() >= self.sweep_at
+    }
+
+    /// A sweep during the replay; `changed` are the contexts it has changed.
+    pub(super) fn sweep(&mut self, state: &mut State, changed: &Contexts) {
+        let (first_sweep, rehome_at, _) = self.limits;
+        self.sweep_over(state, changed, rehome_at.max(self.held_bytes / 4));
+        self.sweep_at = self.held.len() + first_sweep.max(self.held.len() / 8);
+    }
+
+    /// The sweep at the end of the replay, which then lets go of every slab.
+    pub(super) fn finish(mut self, state: &mut State, changed: &Contexts) {
+        let final_slack = self.limits.2;
+        self.sweep_over(state, changed, final_slack);
+    }
+
+    /// Drops dead slabs; copies out the values of sparse ones if the candidates hold at least
+    /// `at_least` bytes.
+    fn sweep_over(&mut self, state: &mut State, changed: &Contexts, at_least: usize) {
+        self.drop_dead();
+        // Each candidate (a slab that lost a value): its length, and its live bytes.
+        let mut candidates: HashMap<*const u8, (usize, usize), foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut candidate_bytes = 0;
+        for (slab, values) in &self.held {
+            if Arc::strong_count(slab) - 1 < *values as usize {
+                candidates.insert(Arc::as_ptr(slab) as *const u8, (slab.len(), 0));
+                candidate_bytes += slab.len();
+            }
         }
-    }
-
-    /// The end of the replay: copies out the values of every sparse slab, and lets go of all.
-    pub(super) fn finish(mut self, state: &mut State) {
-        self.check(state, 1);
-    }
-
-    /// Drops dead slabs; copies out the values of sparse ones if they hold `at_least` bytes.
-    fn check(&mut self, state: &mut State, at_least: usize) {
-        self.held.retain(|(slab, _)| Arc::strong_count(slab) > 1);
-        let sparse: HashSet<*const u8, foldhash::fast::RandomState> = self
-            .held
-            .iter()
-            .filter(|(slab, values)| 2 * (Arc::strong_count(slab) - 1) < *values as usize)
-            .map(|(slab, _)| Arc::as_ptr(slab) as *const u8)
-            .collect();
-        let bytes: usize = self
-            .held
-            .iter()
-            .filter(|(slab, _)| sparse.contains(&(Arc::as_ptr(slab) as *const u8)))
-            .map(|(slab, _)| slab.len())
-            .sum();
-        if sparse.is_empty() || bytes < at_least {
+        if candidates.is_empty() || candidate_bytes < at_least {
             return;
         }
-        let copied = state.detach_values(|buf| sparse.contains(&(Arc::as_ptr(buf) as *const u8)));
+        for blob in state.blobs_in(changed).filter(|b| !b.is_whole()) {
+            if let Some((_, live)) = candidates.get_mut(&(Arc::as_ptr(blob.buffer()) as *const u8))
+            {
+                *live += blob.len();
+            }
+        }
+        let sparse: HashSet<*const u8, foldhash::fast::RandomState> = candidates
+            .into_iter()
+            .filter(|(_, (len, live))| 2 * live < *len)
+            .map(|(slab, _)| slab)
+            .collect();
+        if sparse.is_empty() {
+            return;
+        }
+        let copied = state.detach_values(changed, |buf| {
+            sparse.contains(&(Arc::as_ptr(buf) as *const u8))
+        });
         tracing::debug!(
             slabs = sparse.len(),
-            bytes,
+            candidate_bytes,
             copied,
             "replay copied the values of sparse slabs out"
         );
+        self.drop_dead();
+    }
+
+    fn drop_dead(&mut self) {
         self.held.retain(|(slab, _)| Arc::strong_count(slab) > 1);
+        self.held_bytes = self.held.iter().map(|(slab, _)| slab.len()).sum();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::Blob;
     use crate::event::{Event, Labels};
-    use crate::state::{Name, Stamp};
+    use crate::state::Stamp;
+    use std::sync::Weak;
 
     fn value(i: usize, len: usize) -> Vec<u8> {
         (0..len).map(|b| (i * 31 + b) as u8).collect()
     }
 
-    #[test]
-    fn staged_values_come_back_byte_for_byte_across_slab_cuts() {
-        let mut staging = Staging::default();
-        let sizes = [0, 1, 200, SLAB_VALUE_MAX, SLAB_VALUE_MAX + 1, 100_000, 3000];
-        let mut want = Vec::new();
-        let mut staged = Vec::new();
-        // Enough bytes for several slabs, and values too large to share one.
-        for i in 0..1200 {
-            let v = value(i, sizes[i % sizes.len()]);
-            staged.push(staging.stage(&v));
-            want.push(v);
-        }
-        // A commit the fast parser gives up on, across a cut: forgotten whole.
-        let mark = staging.mark();
-        for i in 0..200 {
-            staging.stage(&value(i, 3000));
-        }
-        staging.undo(mark);
-        for i in 0..50 {
-            let v = value(i + 5000, 150);
-            staged.push(staging.stage(&v));
-            want.push(v);
-        }
-        staging.seal();
-        assert!(staging.sealed.len() > 3, "values spread over several slabs");
-        assert!(staging.sealed.iter().all(|(s, _)| s.len() <= SLAB_BYTES));
-        for (s, want) in staged.into_iter().zip(&want) {
-            let got = staging.resolve(s);
-            assert_eq!(got.as_bytes(), want.as_slice());
-            let in_a_slab = staging
-                .sealed
-                .iter()
-                .any(|(slab, _)| Arc::ptr_eq(slab, got.buffer()));
-            assert_eq!(
-                in_a_slab,
-                want.len() <= SLAB_VALUE_MAX,
-                "{} bytes",
-                want.len()
-            );
-        }
-        let handed: u32 = staging.sealed.iter().map(|(_, n)| n).sum();
-        let own = want.iter().filter(|v| v.len() > SLAB_VALUE_MAX).count();
-        assert_eq!(handed as usize, want.len() - own);
-    }
-
-    #[test]
-    fn a_sparse_slab_is_copied_out_and_freed() {
-        let mut state = State::default();
-        let stamp = Stamp::default();
+    /// A state with context "c" holding `sizes.len()` values `k0...` in one slab, recorded in
+    /// `slabs`; returns the slab.
+    fn one_slab(state: &mut State, slabs: &mut Slabs, sizes: &[usize]) -> Weak<[u8]> {
         state
             .apply(
-                stamp,
+                Stamp::default(),
                 &Event::ContextCreated {
                     context: "c".into(),
                     labels: Labels::new(),
                 },
             )
             .expect("create");
-        let key = |i: usize| Name::from(format!("k{i}"));
-        let mut staging = Staging::default();
-        let staged: Vec<Staged> = (0..100).map(|i| staging.stage(&value(i, 100))).collect();
-        staging.seal();
-        let sets: Vec<_> = staged
-            .into_iter()
+        let bytes: Vec<u8> = sizes
+            .iter()
             .enumerate()
-            .map(|(i, s)| (stamp, key(i), staging.resolve(s)))
+            .flat_map(|(i, &n)| value(i, n))
+            .collect();
+        let slab: Arc<[u8]> = bytes.into();
+        let mut start = 0;
+        let sets: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let blob = Blob::range(&slab, start, n as u32);
+                start += n as u32;
+                (Stamp::default(), Name::from(format!("k{i}")), blob)
+            })
             .collect();
         state.set_values("c", sets).expect("sets");
-        let slab = Arc::downgrade(&staging.sealed[0].0);
-        let mut slabs = Slabs::with_limits(1, 1);
-        staging.hand_over(&mut slabs, &mut state);
-        assert!(
-            slab.upgrade().is_some(),
-            "every value is live: the slab stays"
-        );
+        let weak = Arc::downgrade(&slab);
+        slabs.add(slab, sizes.len() as u32);
+        weak
+    }
 
-        // Overwrite 60 of the 100 values with values of their own: 40 live, under half.
-        let again: Vec<_> = (0..60)
-            .map(|i| (stamp, key(i), Blob::from(value(i + 1000, 100).as_slice())))
+    fn overwrite(state: &mut State, keys: impl Iterator<Item = usize>) {
+        let sets: Vec<_> = keys
+            .map(|i| {
+                (
+                    Stamp::default(),
+                    Name::from(format!("k{i}")),
+                    Blob::from(&b"new"[..]),
+                )
+            })
             .collect();
-        state.set_values("c", again).expect("sets");
-        assert!(slab.upgrade().is_some(), "not checked yet");
-        slabs.finish(&mut state);
-        assert!(slab.upgrade().is_none(), "copied out and freed");
+        state.set_values("c", sets).expect("sets");
+    }
+
+    fn changed() -> Contexts {
+        Contexts::from_iter([Name::from("c")])
+    }
+
+    fn assert_values(state: &State, sizes: &[usize], overwritten: impl Fn(usize) -> bool) {
         let c = state.context("c").expect("context");
-        for i in 0..100 {
-            let want = if i < 60 {
-                value(i + 1000, 100)
+        for (i, &n) in sizes.iter().enumerate() {
+            let want = if overwritten(i) {
+                b"new".to_vec()
             } else {
-                value(i, 100)
+                value(i, n)
             };
             assert_eq!(c.get(&format!("k{i}")).expect("value").as_bytes(), want);
         }
     }
 
     #[test]
+    fn the_survivors_of_a_sparse_slab_are_copied_out_and_it_is_freed() {
+        let (mut state, mut slabs) = (State::default(), Slabs::with_limits(1, 1, 1));
+        let sizes = vec![100; 100];
+        let slab = one_slab(&mut state, &mut slabs, &sizes);
+        slabs.sweep(&mut state, &changed());
+        assert!(
+            slab.upgrade().is_some(),
+            "every value is live: the slab stays"
+        );
+        overwrite(&mut state, 0..60);
+        slabs.finish(&mut state, &changed());
+        assert!(slab.upgrade().is_none(), "copied out and freed");
+        assert_values(&state, &sizes, |i| i < 60);
+    }
+
+    /// Sparse is by bytes: the few large values that died held most of the slab.
+    #[test]
+    fn a_slab_whose_large_values_died_is_sparse_however_many_small_ones_live() {
+        let (mut state, mut slabs) = (State::default(), Slabs::with_limits(1, 1, 1));
+        let sizes: Vec<usize> = (0..20).map(|i| if i < 4 { 4096 } else { 1 }).collect();
+        let slab = one_slab(&mut state, &mut slabs, &sizes);
+        overwrite(&mut state, 0..4);
+        slabs.finish(&mut state, &changed());
+        assert!(
+            slab.upgrade().is_none(),
+            "16 of 20 values live, but 16 of 16,400 bytes"
+        );
+        assert_values(&state, &sizes, |i| i < 4);
+    }
+
+    #[test]
     fn a_slab_at_least_half_used_is_kept() {
-        let mut state = State::default();
-        let stamp = Stamp::default();
-        state
-            .apply(
-                stamp,
-                &Event::ContextCreated {
-                    context: "c".into(),
-                    labels: Labels::new(),
-                },
-            )
-            .expect("create");
-        let mut staging = Staging::default();
-        let staged: Vec<Staged> = (0..10).map(|i| staging.stage(&value(i, 50))).collect();
-        staging.seal();
-        let sets: Vec<_> = staged
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (stamp, Name::from(format!("k{i}")), staging.resolve(s)))
-            .collect();
-        state.set_values("c", sets).expect("sets");
-        let slab = Arc::downgrade(&staging.sealed[0].0);
-        let mut slabs = Slabs::with_limits(1, 1);
-        staging.hand_over(&mut slabs, &mut state);
-        let again: Vec<_> = (0..5)
-            .map(|i| (stamp, Name::from(format!("k{i}")), Blob::from(&b"new"[..])))
-            .collect();
-        state.set_values("c", again).expect("sets");
-        slabs.finish(&mut state);
+        let (mut state, mut slabs) = (State::default(), Slabs::with_limits(1, 1, 1));
+        let sizes = vec![50; 10];
+        let slab = one_slab(&mut state, &mut slabs, &sizes);
+        overwrite(&mut state, 0..5);
+        slabs.finish(&mut state, &changed());
         assert_eq!(
             slab.upgrade().map(|s| Arc::strong_count(&s)),
             Some(6),
-            "five values still share it"
+            "five values share it"
         );
+        assert_values(&state, &sizes, |i| i < 5);
+    }
+
+    /// During a replay, candidates are left until they hold enough bytes; then copied out
+    /// without waiting for the end.
+    #[test]
+    fn a_sweep_during_the_replay_waits_for_enough_candidate_bytes() {
+        let (mut state, mut slabs) = (State::default(), Slabs::with_limits(1, 2000, 1));
+        let sizes = vec![100; 10];
+        let slab = one_slab(&mut state, &mut slabs, &sizes);
+        overwrite(&mut state, 0..8);
+        assert!(slabs.due());
+        slabs.sweep(&mut state, &changed());
+        assert!(slab.upgrade().is_some(), "1,000 candidate bytes: not yet");
+        slabs.limits.1 = 1000;
+        slabs.sweep(&mut state, &changed());
+        assert!(
+            slab.upgrade().is_none(),
+            "copied out before the end of the replay"
+        );
+        assert_values(&state, &sizes, |i| i < 8);
+    }
+
+    #[test]
+    fn a_dead_slab_is_dropped_at_the_next_sweep() {
+        let (mut state, mut slabs) = (State::default(), Slabs::with_limits(1, usize::MAX, 1));
+        let sizes = vec![100; 10];
+        let slab = one_slab(&mut state, &mut slabs, &sizes);
+        overwrite(&mut state, 0..10);
+        assert!(slab.upgrade().is_some(), "the list still holds it");
+        slabs.sweep(&mut state, &changed());
+        assert!(slab.upgrade().is_none());
+        assert!(slabs.held.is_empty() && slabs.held_bytes == 0);
     }
 }

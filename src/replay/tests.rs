@@ -5,6 +5,7 @@
 
 use super::batch::{parse_value_sets, Batch};
 use super::pending::Applier;
+use super::slabs::Slabs;
 use crate::error::{Error, RecoveryError};
 use crate::event::{Commit, Event, Labels, SCHEMA_VERSION};
 use crate::offset::Offset;
@@ -57,11 +58,13 @@ fn event() -> impl Strategy<Value = Event> {
     };
     prop_oneof![
         3 => context().prop_map(|context| Event::ContextCreated { context, labels: Labels::new() }),
-        6 => (context(), key(), any::<u8>()).prop_map(|(context, key, v)| Event::ValueSet {
-            context,
-            key: key.into(),
-            value: ByteBuf::from(vec![v]),
-        }),
+        // Sizes on both sides of the slab rules (empty, shared, own buffer), and large ones.
+        6 => (context(), key(), any::<u8>(), prop::sample::select(vec![0, 1, 1, 200, 4096, 4097, 70_000]))
+            .prop_map(|(context, key, v, len)| Event::ValueSet {
+                context,
+                key: key.into(),
+                value: ByteBuf::from(vec![v; len]),
+            }),
         1 => (context(), key()).prop_map(|(context, key)| Event::ValueRemoved {
             context,
             key: key.into(),
@@ -109,7 +112,7 @@ fn in_order(commits: &[Commit]) -> (State, Option<Offset>) {
 fn batched(commits: &[Commit], batch: usize, window: usize) -> (State, Option<Offset>) {
     let mut state = State::default();
     let failed = {
-        let mut applier = Applier::with_window(&mut state, window);
+        let mut applier = Applier::with_limits(&mut state, window, Slabs::with_limits(1, 0, 0));
         let mut b = Batch::with_capacity(batch);
         let mut run = || {
             for (i, commit) in commits.iter().enumerate() {
@@ -294,5 +297,34 @@ fn replay_lets_go_of_sparse_slabs() {
         // Each value is 100 bytes: a slab of `len / 100` values.
         let held = slab.len() / 100;
         assert!(2 * live >= held, "a slab of {held} values held by {live}");
+    }
+}
+
+/// An empty value is staged like any other (the batch's slab may then be empty).
+#[test]
+fn empty_values_replay() {
+    let commit = |events: Vec<Event>| Commit {
+        v: SCHEMA_VERSION,
+        ts: 1,
+        events,
+    };
+    let set = |k: &str, value: Vec<u8>| Event::ValueSet {
+        context: "u".into(),
+        key: k.into(),
+        value: ByteBuf::from(value),
+    };
+    let commits = vec![
+        commit(vec![Event::ContextCreated {
+            context: "u".into(),
+            labels: Labels::new(),
+        }]),
+        commit(vec![set("k", vec![])]),
+        commit(vec![set("big", vec![7; 5000]), set("e", vec![])]),
+    ];
+    let (want, _) = in_order(&commits);
+    for batch in [1, 2, 64] {
+        let (got, failed) = batched(&commits, batch, 256);
+        assert_eq!(failed, None);
+        assert!(got == want, "batch {batch}: states differ");
     }
 }
