@@ -333,6 +333,36 @@ fn flipped_byte_in_sealed_segment_is_corruption_naming_file_and_position() {
     }
 }
 
+/// Segments are checked ahead of recovery's in-order pass on helper threads: with damage in
+/// two segments, whichever is checked first, open reports the earlier one.
+#[test]
+fn the_first_damaged_segment_is_reported_whatever_is_checked_first() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let recs = build(dir, 120);
+    let segs = segments(dir);
+    assert!(segs.len() >= 4, "{} segments", segs.len());
+    let later = recs
+        .iter()
+        .find(|r| r.2 == segs[segs.len() - 2])
+        .expect("a record");
+    for rec in [&recs[4], later] {
+        let at = rec.3 + FRAME_HEADER + 10;
+        let byte = read_file(&rec.2)[at as usize];
+        write_at(&rec.2, at, &[byte ^ 0x40]);
+    }
+    let victim = &recs[4];
+    assert_eq!(victim.2, segs[0]);
+    for round in 0..20 {
+        match open_with(dir, recovering(RecoveryMode::TolerateCorruptedTail)) {
+            Err(WalError::Corruption { file, offset, .. }) => {
+                assert_eq!((&file, offset), (&victim.2, 5), "round {round}");
+            }
+            other => panic!("round {round}: expected Corruption, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn point_in_time_recovery_cuts_at_the_damage_and_keeps_the_dropped_bytes() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -9,6 +9,7 @@
 //! the same pieces ([`LogWriter`], [`GroupCommit`], [`LogReader`]) with its own [`Stage`], so
 //! that optimistic-concurrency checks and offset assignment happen on the writer thread.
 
+mod ahead;
 mod batch;
 mod config;
 mod error;

@@ -1,7 +1,8 @@
 //! Opening the log: lock, scan every segment, check every frame, repair a torn tail, and report
 //! whatever was dropped. Nothing is deleted silently.
 
-use super::scan::scan_records;
+use super::ahead::{Ahead, Plan};
+use super::scan::{scan_records, seed_mismatch};
 use super::segment::{create_segment, now_ms, parse_segment_name, reserve};
 use super::shared::{SegmentEntry, Shared, Table, Visible, POISON_MARKER};
 use super::writer::{Active, LogWriter};
@@ -113,6 +114,16 @@ impl Resident {
                 self.bytes -= seg.end;
             }
         }
+    }
+}
+
+/// Stops the helpers of [`Ahead`] however the in-order pass ends (an error, a cut, a panic),
+/// so that the scope joining them does not wait for segments nobody will take.
+struct StopHelpers<'a, 'b>(&'a Ahead<'b>);
+
+impl Drop for StopHelpers<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
@@ -232,85 +243,119 @@ fn scan_all(
     let mut store_id = None;
     let mut layout = None;
     let mut cut = None;
-    for (index, (first, path)) in segs.iter().enumerate() {
-        let is_last = index + 1 == segs.len();
-        let mode = if is_last {
-            OpenMode::ReadWrite
-        } else {
-            OpenMode::Read
-        };
-        let file = storage
-            .open(path, mode)
-            .map_err(WalError::io("open", path))?;
-        let map = file.map().map_err(WalError::io("map", path))?;
-        let bytes = map.bytes();
-        let header = match FileHeader::decode_kind(bytes, FileKind::Segment, FLAG_CHAIN_HASH) {
-            Ok(h) => h,
-            Err(_) if is_last && no_records(bytes) => {
-                // A crash interrupted the creation of this segment: it never held a record.
-                drop((map, file));
-                storage.remove(path).map_err(WalError::io("remove", path))?;
-                report.repaired_segment = Some(path.clone());
-                break;
-            }
-            Err(source) => {
-                let reason = format!("bad header: {source}");
-                if config.recovery == RecoveryMode::PointInTime && index > 0 {
-                    cut = Some(Cut {
-                        index,
-                        position: None,
-                        reason,
-                    });
+    // Helper threads open and check the next segments while this loop decides, in order.
+    let ahead = Ahead::new(Plan {
+        storage,
+        segs,
+        check_sealed: config.verify_sealed_on_open,
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..ahead.helpers() {
+            scope.spawn(|| ahead.help());
+        }
+        let _stop = StopHelpers(&ahead);
+        for (index, (first, path)) in segs.iter().enumerate() {
+            let is_last = index + 1 == segs.len();
+            let opened = ahead.take(index);
+            let file = opened.file.map_err(WalError::io("open", path))?;
+            let map = opened.map.map_err(WalError::io("map", path))?;
+            let bytes = map.bytes();
+            let header = match FileHeader::decode_kind(bytes, FileKind::Segment, FLAG_CHAIN_HASH) {
+                Ok(h) => h,
+                Err(_) if is_last && no_records(bytes) => {
+                    // A crash interrupted the creation of this segment: it never held a record.
+                    drop((map, file));
+                    storage.remove(path).map_err(WalError::io("remove", path))?;
+                    report.repaired_segment = Some(path.clone());
                     break;
                 }
-                return Err(WalError::BadHeader {
-                    file: path.clone(),
-                    source,
-                });
-            }
-        };
-        if header.first_offset != *first {
-            return Err(WalError::MisnamedSegment {
-                file: path.clone(),
-                named: *first,
-                header: header.first_offset,
-            });
-        }
-        let id = *store_id.get_or_insert(header.store_id);
-        if header.store_id != id {
-            return Err(WalError::ForeignStore {
-                file: path.clone(),
-                expected: hex(&id),
-                found: hex(&header.store_id),
-            });
-        }
-        let seg_layout = FrameLayout::from_flags(header.flags);
-        if *layout.get_or_insert(seg_layout) != seg_layout {
-            return Err(WalError::LayoutMismatch { file: path.clone() });
-        }
-        if let Some(prev) = scanned.last() {
-            if prev.next != *first {
-                if config.recovery == RecoveryMode::PointInTime {
-                    let reason = format!("offset gap: expected {}, found {first}", prev.next);
-                    cut = Some(Cut {
-                        index,
-                        position: None,
-                        reason,
+                Err(source) => {
+                    let reason = format!("bad header: {source}");
+                    if config.recovery == RecoveryMode::PointInTime && index > 0 {
+                        cut = Some(Cut {
+                            index,
+                            position: None,
+                            reason,
+                        });
+                        break;
+                    }
+                    return Err(WalError::BadHeader {
+                        file: path.clone(),
+                        source,
                     });
-                    break;
                 }
-                return Err(WalError::SegmentGap {
+            };
+            if header.first_offset != *first {
+                return Err(WalError::MisnamedSegment {
                     file: path.clone(),
-                    expected: prev.next,
-                    found: *first,
+                    named: *first,
+                    header: header.first_offset,
                 });
             }
-        }
-        if !is_last && !config.verify_sealed_on_open {
-            // Header checked; the records are checked whenever they are read (replay reads
-            // everything after the snapshot) and by `verify`.
-            let next = segs.get(index + 1).map_or(*first, |(n, _)| *n);
-            let end = bytes.len() as u64;
+            let id = *store_id.get_or_insert(header.store_id);
+            if header.store_id != id {
+                return Err(WalError::ForeignStore {
+                    file: path.clone(),
+                    expected: hex(&id),
+                    found: hex(&header.store_id),
+                });
+            }
+            let seg_layout = FrameLayout::from_flags(header.flags);
+            if *layout.get_or_insert(seg_layout) != seg_layout {
+                return Err(WalError::LayoutMismatch { file: path.clone() });
+            }
+            if let Some(prev) = scanned.last() {
+                if prev.next != *first {
+                    if config.recovery == RecoveryMode::PointInTime {
+                        let reason = format!("offset gap: expected {}, found {first}", prev.next);
+                        cut = Some(Cut {
+                            index,
+                            position: None,
+                            reason,
+                        });
+                        break;
+                    }
+                    return Err(WalError::SegmentGap {
+                        file: path.clone(),
+                        expected: prev.next,
+                        found: *first,
+                    });
+                }
+            }
+            if !is_last && !config.verify_sealed_on_open {
+                // Header checked; the records are checked whenever they are read (replay reads
+                // everything after the snapshot) and by `verify`.
+                let next = segs.get(index + 1).map_or(*first, |(n, _)| *n);
+                let end = bytes.len() as u64;
+                report.records += next - first;
+                let seg = Scanned {
+                    first: *first,
+                    path: path.clone(),
+                    file,
+                    map,
+                    next,
+                    end,
+                    chain: None,
+                    checked: false,
+                };
+                scanned.push(seg);
+                continue;
+            }
+            let expected_seed = match scanned.last() {
+                Some(prev) => prev.chain,
+                None if *first == 1 => Some(chain_genesis(&header.store_id)),
+                None => None,
+            };
+            let (stop, next, end, chain) = match opened.scan {
+                Some(found) => {
+                    seed_mismatch(bytes, *first, seg_layout, expected_seed).unwrap_or(found)
+                }
+                None => {
+                    let tail = is_last.then_some(&*file);
+                    scan_records(bytes, *first, seg_layout, expected_seed, tail)
+                }
+            };
+            resident.checked(&scanned, end);
             report.records += next - first;
             let seg = Scanned {
                 first: *first,
@@ -319,70 +364,51 @@ fn scan_all(
                 map,
                 next,
                 end,
-                chain: None,
-                checked: false,
+                chain,
+                checked: true,
             };
             scanned.push(seg);
-            continue;
-        }
-        let expected_seed = match scanned.last() {
-            Some(prev) => prev.chain,
-            None if *first == 1 => Some(chain_genesis(&header.store_id)),
-            None => None,
-        };
-        let tail = is_last.then_some(&*file);
-        let (stop, next, end, chain) = scan_records(bytes, *first, seg_layout, expected_seed, tail);
-        resident.checked(&scanned, end);
-        report.records += next - first;
-        let seg = Scanned {
-            first: *first,
-            path: path.clone(),
-            file,
-            map,
-            next,
-            end,
-            chain,
-            checked: true,
-        };
-        scanned.push(seg);
-        match stop {
-            None => {}
-            Some(Stop::TornTail { position }) if is_last => {
-                if config.recovery == RecoveryMode::AbsoluteConsistency {
-                    return Err(WalError::TornTail {
-                        file: path.clone(),
-                        position,
-                    });
+            match stop {
+                None => {}
+                Some(Stop::TornTail { position }) if is_last => {
+                    if config.recovery == RecoveryMode::AbsoluteConsistency {
+                        return Err(WalError::TornTail {
+                            file: path.clone(),
+                            position,
+                        });
+                    }
+                    report.torn_tail = Some(truncate_tail(scanned.last_mut(), position)?);
                 }
-                report.torn_tail = Some(truncate_tail(scanned.last_mut(), position)?);
-            }
-            Some(stop) => {
-                let (position, offset, kind) = match stop {
-                    Stop::Corrupt {
+                Some(stop) => {
+                    let (position, offset, kind) = match stop {
+                        Stop::Corrupt {
+                            position,
+                            offset,
+                            kind,
+                        } => (position, offset, kind),
+                        Stop::TornTail { position } => (position, next, CorruptionKind::Truncated),
+                    };
+                    if config.recovery == RecoveryMode::PointInTime {
+                        let reason = format!("offset {offset}: {kind}");
+                        cut = Some(Cut {
+                            index,
+                            position: Some(position),
+                            reason,
+                        });
+                        break;
+                    }
+                    return Err(WalError::Corruption {
+                        file: path.clone(),
                         position,
                         offset,
                         kind,
-                    } => (position, offset, kind),
-                    Stop::TornTail { position } => (position, next, CorruptionKind::Truncated),
-                };
-                if config.recovery == RecoveryMode::PointInTime {
-                    let reason = format!("offset {offset}: {kind}");
-                    cut = Some(Cut {
-                        index,
-                        position: Some(position),
-                        reason,
                     });
-                    break;
                 }
-                return Err(WalError::Corruption {
-                    file: path.clone(),
-                    position,
-                    offset,
-                    kind,
-                });
             }
         }
-    }
+        Ok(())
+    })?;
+    drop(ahead);
     if let Some(cut) = cut {
         apply_cut(storage, wal_dir, segs, &mut scanned, cut, report)?;
     }
