@@ -248,12 +248,16 @@ fn scan_all(
         storage,
         segs,
         check_sealed: config.verify_sealed_on_open,
+        ahead: Plan::ahead(RESIDENT_AFTER_CHECK, config.segment_bytes),
     });
     std::thread::scope(|scope| {
-        for _ in 0..ahead.helpers() {
-            scope.spawn(|| ahead.help());
-        }
         let _stop = StopHelpers(&ahead);
+        for _ in 0..ahead.helpers() {
+            // A helper that cannot start is one fewer: recovery does its segments itself.
+            let _ = std::thread::Builder::new()
+                .name("ctxlog-open".into())
+                .spawn_scoped(scope, || ahead.help());
+        }
         for (index, (first, path)) in segs.iter().enumerate() {
             let is_last = index + 1 == segs.len();
             let opened = ahead.take(index);
