@@ -6,7 +6,7 @@
 //! how many values it holds, and sweeps the list at the first flush of the gathered sets
 //! (`pending`) after it has grown by an eighth (at least [`FIRST_SWEEP`] slabs):
 //! - a slab that only this list still holds is dropped (and freed);
-//! - a slab that has lost a value is a *candidate*. Once the candidates hold
+//! - a slab that has lost a value since it was last measured is a *candidate*. Once they hold
 //!   [`REHOME_AT`] bytes or a quarter of all the slabs' bytes (at the end of the replay: once
 //!   they hold [`FINAL_SLACK`]), the values of the contexts this replay changed are walked to
 //!   add up each candidate's live bytes, and every value of a slab less than half of whose
@@ -14,11 +14,12 @@
 //!   the slab.
 //!
 //! So when a replay ends, the slabs hold at most twice the bytes of the values in them, plus
-//! [`FINAL_SLACK`]. While it runs, dead slabs wait for an eighth of the list's length and a
-//! flush (at most a window of sets) to be dropped, and sparse ones for a quarter of all the
-//! slabs' bytes (or [`REHOME_AT`]). A
-//! walk only happens once candidates have piled up, and it covers the contexts the replay
-//! changed, not the whole state: a short tail after a snapshot walks a few contexts at most.
+//! [`FINAL_SLACK`]: a slab that is not a candidate was at least half used when last measured
+//! and has lost nothing since. While a replay runs, dead slabs wait for an eighth of the
+//! list's length and a flush (at most a window of sets) to be dropped, and sparse ones for a
+//! quarter of all the slabs' bytes (or [`REHOME_AT`]). A walk only happens once candidates have
+//! piled up, and it covers the contexts the replay changed, not the whole state: a short tail
+//! after a snapshot walks a few contexts at most.
 //!
 //! After the replay, values overwritten by new writes can leave a slab sparser again: a slab
 //! never grows, so the slabs never hold more than the open left them, and the next open (from
@@ -44,7 +45,8 @@ const FIRST_SWEEP: usize = 64;
 /// Contexts, as replay's gathering records the ones it changed.
 pub(super) type Contexts = HashSet<Name, foldhash::fast::RandomState>;
 
-/// Every slab this replay made that may still hold a live value, with its number of values.
+/// Every slab this replay made that may still hold a live value, with the number of values
+/// it held when last measured (at first, all of them).
 #[derive(Debug)]
 pub(super) struct Slabs {
     held: Vec<(Arc<[u8]>, u32)>,
@@ -99,12 +101,13 @@ impl Slabs {
     /// `at_least` bytes.
     fn sweep_over(&mut self, state: &mut State, changed: &Contexts, at_least: usize) {
         self.drop_dead();
-        // Each candidate (a slab that lost a value): its length, and its live bytes.
+        // Each candidate (a slab that lost a value since it was last measured): its length,
+        // and its live bytes.
         let mut candidates: HashMap<*const u8, (usize, usize), foldhash::fast::RandomState> =
             HashMap::default();
         let mut candidate_bytes = 0;
-        for (slab, values) in &self.held {
-            if Arc::strong_count(slab) - 1 < *values as usize {
+        for (slab, measured) in &self.held {
+            if Arc::strong_count(slab) - 1 < *measured as usize {
                 candidates.insert(Arc::as_ptr(slab) as *const u8, (slab.len(), 0));
                 candidate_bytes += slab.len();
             }
@@ -116,6 +119,13 @@ impl Slabs {
             if let Some((_, live)) = candidates.get_mut(&(Arc::as_ptr(blob.buffer()) as *const u8))
             {
                 *live += blob.len();
+            }
+        }
+        // The candidates that stay are measured: they are candidates again only once they
+        // lose another value, so that a slab half used does not make every sweep walk.
+        for (slab, measured) in &mut self.held {
+            if candidates.contains_key(&(Arc::as_ptr(slab) as *const u8)) {
+                *measured = (Arc::strong_count(slab) - 1) as u32;
             }
         }
         let sparse: HashSet<*const u8, foldhash::fast::RandomState> = candidates
@@ -263,6 +273,25 @@ mod tests {
             "five values share it"
         );
         assert_values(&state, &sizes, |i| i < 5);
+    }
+
+    /// A candidate found at least half used is measured: it is not a candidate (and makes no
+    /// walk) until it loses another value.
+    #[test]
+    fn a_measured_slab_is_a_candidate_again_only_once_it_loses_a_value() {
+        let (mut state, mut slabs) = (State::default(), Slabs::with_limits(1, 1, 1));
+        let sizes = vec![50; 10];
+        let slab = one_slab(&mut state, &mut slabs, &sizes);
+        overwrite(&mut state, 0..4);
+        slabs.sweep(&mut state, &changed());
+        assert_eq!(slabs.held[0].1, 6, "measured: six values live");
+        overwrite(&mut state, 4..5);
+        slabs.sweep(&mut state, &changed());
+        assert_eq!(slabs.held[0].1, 5, "a candidate again, measured again");
+        overwrite(&mut state, 5..6);
+        slabs.sweep(&mut state, &changed());
+        assert!(slab.upgrade().is_none(), "four of ten live: copied out");
+        assert_values(&state, &sizes, |i| i < 6);
     }
 
     /// During a replay, candidates are left until they hold enough bytes; then copied out

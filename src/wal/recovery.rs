@@ -95,7 +95,9 @@ const RESIDENT_AFTER_CHECK: u64 = 256 << 20;
 /// releasing them).
 #[derive(Default)]
 struct Resident {
-    /// Checked bytes still mapped, in `scanned[oldest..]` and the segment being checked.
+    /// Checked bytes still mapped, in `scanned[oldest..]` and the segment being checked
+    /// (helpers may have read up to `Plan::ahead` more segments, within the same budget again:
+    /// see `ahead`).
     bytes: u64,
     /// First entry of `scanned` not yet released.
     oldest: usize,
