@@ -81,9 +81,9 @@ pub fn check_point_label(label: &str) -> Result<(), InvalidInput> {
 /// A stored value: MessagePack bytes, shared (cloning is a reference count).
 ///
 /// A value read from a store shares its bytes with the state. Values that the store's open
-/// replayed from the log share a buffer of up to 256 KiB with other values, and a `Value`
-/// kept keeps that buffer allocated; copy the bytes out (`as_bytes().to_vec()`) to keep a
-/// value long after the state has moved on.
+/// replayed from the log share a buffer of about 256 KiB (more after a large commit) with
+/// other values, and a `Value` kept keeps that buffer allocated; copy the bytes out
+/// (`as_bytes().to_vec()`) to keep a value long after the state has moved on.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Value(Blob);
 

@@ -4,8 +4,8 @@
 //! so that the applying thread only gathers and inserts (see `pending`). A `ValueSet` commit
 //! (nearly every commit of a real log) is parsed here straight from the record's bytes by
 //! [`parse_value_sets`], with no allocation at all: its context name and key become inline
-//! [`Name`]s and its value is staged for the batch's slab (`staging`). Any other commit goes through
-//! [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
+//! [`Name`]s and its value is staged for the batch's slab (`staging`). Any other commit goes
+//! through [`Commit::decode`], the one full decoder, and is applied by [`State::apply`].
 
 use super::pending::{Pending, Set};
 use super::slabs::Slabs;

@@ -90,12 +90,16 @@ impl Staging {
         }
     }
 
-    /// Copies what was staged since the last cut into a new slab.
+    /// Copies what was staged since the last cut into a new slab. A buffer a large commit
+    /// grew is freed rather than kept for the next batch (each batch in flight has its own).
     pub(super) fn seal(&mut self) {
         if self.open > 0 {
             self.sealed.push((self.bytes.as_slice().into(), self.open));
             self.bytes.clear();
             self.open = 0;
+        }
+        if self.bytes.capacity() > 4 * SLAB_BYTES {
+            self.bytes = Vec::new();
         }
     }
 
