@@ -16,6 +16,7 @@ mod error;
 mod group;
 mod reader;
 mod recovery;
+mod repair;
 mod scan;
 mod segment;
 mod shared;

@@ -1,7 +1,9 @@
 //! Opening the log: lock, scan every segment, check every frame, repair a torn tail, and report
-//! whatever was dropped. Nothing is deleted silently.
+//! whatever was dropped. Nothing is deleted silently. What open changes on disk is in
+//! `repair`; the checks that run ahead of this in-order pass, in `ahead`.
 
 use super::ahead::{Ahead, Plan};
+use super::repair::{apply_cut, rewrite_records, truncate_tail, Cut};
 use super::scan::{scan_records, seed_mismatch};
 use super::segment::{create_segment, now_ms, parse_segment_name, reserve};
 use super::shared::{SegmentEntry, Shared, Table, Visible, POISON_MARKER};
@@ -68,19 +70,20 @@ pub struct RecoveryReport {
     pub rewrote_after_poison: Option<u64>,
 }
 
-struct Scanned {
-    first: u64,
-    path: PathBuf,
-    file: Arc<dyn StorageFile>,
-    map: Mapped,
+/// A segment as open's scan left it.
+pub(super) struct Scanned {
+    pub first: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    pub map: Mapped,
     /// Next offset after its last record.
-    next: u64,
+    pub next: u64,
     /// End of its last record.
-    end: u64,
+    pub end: u64,
     /// Chain hash after its last record, when scanned (tamper-evident stores).
-    chain: Option<[u8; 32]>,
+    pub chain: Option<[u8; 32]>,
     /// Every record was checked (false: only the header, see `verify_sealed_on_open`).
-    checked: bool,
+    pub checked: bool,
 }
 
 /// Bytes of checked segments that open leaves mapped: the newest ones, which a reader (a
@@ -127,14 +130,6 @@ impl Drop for StopHelpers<'_, '_> {
     fn drop(&mut self) {
         self.0.stop();
     }
-}
-
-/// Where point-in-time recovery cuts the log: in segment `index`, at `position` (or the whole
-/// segment when `None`).
-struct Cut {
-    index: usize,
-    position: Option<u64>,
-    reason: String,
 }
 
 pub(crate) fn lock_path(dir: &Path) -> PathBuf {
@@ -278,11 +273,7 @@ fn scan_all(
                 Err(source) => {
                     let reason = format!("bad header: {source}");
                     if config.recovery == RecoveryMode::PointInTime && index > 0 {
-                        cut = Some(Cut {
-                            index,
-                            position: None,
-                            reason,
-                        });
+                        cut = Some(Cut::new(index, None, reason));
                         break;
                     }
                     return Err(WalError::BadHeader {
@@ -314,11 +305,7 @@ fn scan_all(
                 if prev.next != *first {
                     if config.recovery == RecoveryMode::PointInTime {
                         let reason = format!("offset gap: expected {}, found {first}", prev.next);
-                        cut = Some(Cut {
-                            index,
-                            position: None,
-                            reason,
-                        });
+                        cut = Some(Cut::new(index, None, reason));
                         break;
                     }
                     return Err(WalError::SegmentGap {
@@ -328,42 +315,31 @@ fn scan_all(
                     });
                 }
             }
-            if !is_last && !config.verify_sealed_on_open {
+            let (stop, next, end, chain, checked) = if !is_last && !config.verify_sealed_on_open {
                 // Header checked; the records are checked whenever they are read (replay reads
                 // everything after the snapshot) and by `verify`.
                 let next = segs.get(index + 1).map_or(*first, |(n, _)| *n);
-                let end = bytes.len() as u64;
-                report.records += next - first;
-                let seg = Scanned {
-                    first: *first,
-                    path: path.clone(),
-                    file,
-                    map,
-                    next,
-                    end,
-                    chain: None,
-                    checked: false,
+                (None, next, bytes.len() as u64, None, false)
+            } else {
+                let expected_seed = match scanned.last() {
+                    Some(prev) => prev.chain,
+                    None if *first == 1 => Some(chain_genesis(&header.store_id)),
+                    None => None,
                 };
-                scanned.push(seg);
-                continue;
-            }
-            let expected_seed = match scanned.last() {
-                Some(prev) => prev.chain,
-                None if *first == 1 => Some(chain_genesis(&header.store_id)),
-                None => None,
+                let (stop, next, end, chain) = match opened.scan {
+                    Some(found) => {
+                        seed_mismatch(bytes, *first, seg_layout, expected_seed).unwrap_or(found)
+                    }
+                    None => {
+                        let tail = is_last.then_some(&*file);
+                        scan_records(bytes, *first, seg_layout, expected_seed, tail)
+                    }
+                };
+                resident.checked(&scanned, end);
+                (stop, next, end, chain, true)
             };
-            let (stop, next, end, chain) = match opened.scan {
-                Some(found) => {
-                    seed_mismatch(bytes, *first, seg_layout, expected_seed).unwrap_or(found)
-                }
-                None => {
-                    let tail = is_last.then_some(&*file);
-                    scan_records(bytes, *first, seg_layout, expected_seed, tail)
-                }
-            };
-            resident.checked(&scanned, end);
             report.records += next - first;
-            let seg = Scanned {
+            scanned.push(Scanned {
                 first: *first,
                 path: path.clone(),
                 file,
@@ -371,9 +347,8 @@ fn scan_all(
                 next,
                 end,
                 chain,
-                checked: true,
-            };
-            scanned.push(seg);
+                checked,
+            });
             match stop {
                 None => {}
                 Some(Stop::TornTail { position }) if is_last => {
@@ -386,21 +361,10 @@ fn scan_all(
                     report.torn_tail = Some(truncate_tail(scanned.last_mut(), position)?);
                 }
                 Some(stop) => {
-                    let (position, offset, kind) = match stop {
-                        Stop::Corrupt {
-                            position,
-                            offset,
-                            kind,
-                        } => (position, offset, kind),
-                        Stop::TornTail { position } => (position, next, CorruptionKind::Truncated),
-                    };
+                    let (position, offset, kind) = stop_parts(stop, next);
                     if config.recovery == RecoveryMode::PointInTime {
                         let reason = format!("offset {offset}: {kind}");
-                        cut = Some(Cut {
-                            index,
-                            position: Some(position),
-                            reason,
-                        });
+                        cut = Some(Cut::new(index, Some(position), reason));
                         break;
                     }
                     return Err(WalError::Corruption {
@@ -447,15 +411,21 @@ fn scan_all(
     Ok((id, layout, scanned))
 }
 
-fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
-    let (position, offset, kind) = match stop {
+/// Where a scan stopped: byte position, offset and what failed (a torn record where a whole
+/// one was due, at `next`, is a truncated one).
+fn stop_parts(stop: Stop, next: u64) -> (u64, u64, CorruptionKind) {
+    match stop {
         Stop::Corrupt {
             position,
             offset,
             kind,
         } => (position, offset, kind),
         Stop::TornTail { position } => (position, next, CorruptionKind::Truncated),
-    };
+    }
+}
+
+fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
+    let (position, offset, kind) = stop_parts(stop, next);
     WalError::Corruption {
         file: file.to_path_buf(),
         position,
@@ -464,135 +434,10 @@ fn stop_error(file: &Path, stop: Stop, next: u64) -> WalError {
     }
 }
 
-/// Writes a segment's header and records (as read, which is what readers saw) again and
-/// syncs them.
-fn rewrite_records(storage: &dyn Storage, seg: &mut Scanned) -> Result<u64, WalError> {
-    // From byte 0: the header (and chain seed) of a segment whose creation's sync failed is
-    // in the same situation as its records.
-    let records = seg.map.bytes().get(..seg.end as usize).unwrap_or_default();
-    // It may have been opened read-only (a sealed segment that became the last one).
-    seg.file = storage
-        .open(&seg.path, OpenMode::ReadWrite)
-        .map_err(WalError::io("open", &seg.path))?;
-    seg.file
-        .write_all_at(records, 0)
-        .map_err(WalError::io("write", &seg.path))?;
-    seg.file
-        .sync_data()
-        .map_err(WalError::io("fdatasync", &seg.path))?;
-    tracing::warn!(file = %seg.path.display(), bytes = records.len(), "rewrote the active segment after a poisoned run");
-    Ok(records.len() as u64)
-}
-
 /// True when a segment file holds no record: shorter than a header, or only zeros after it.
 fn no_records(bytes: &[u8]) -> bool {
     // A chain seed may follow the header: records start at body_start(true) at the latest.
     bytes.len() <= HEADER_LEN || all_zero(bytes.get(body_start(true)..).unwrap_or_default())
-}
-
-/// End of the last non-zero byte at or after `from`.
-fn nonzero_end(bytes: &[u8], from: usize) -> usize {
-    bytes
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(from, |p| (p + 1).max(from))
-}
-
-/// Zeroes a torn tail so that new records can follow the last good one.
-fn truncate_tail(seg: Option<&mut Scanned>, position: u64) -> Result<TornTailReport, WalError> {
-    let Some(seg) = seg else {
-        unreachable!("the torn segment was just pushed")
-    };
-    let end = nonzero_end(seg.map.bytes(), position as usize) as u64;
-    cut_at(seg, position)?;
-    tracing::warn!(file = %seg.path.display(), position, bytes = end - position, "truncated a torn tail");
-    Ok(TornTailReport {
-        file: seg.path.clone(),
-        position,
-        bytes_dropped: end - position,
-    })
-}
-
-/// Cuts a segment at `at`: `set_len` then `fdatasync`. Cutting (rather than zeroing in place)
-/// leaves a file that ends at a frame boundary whatever a crash interrupts: either the cut
-/// happened or the bytes are all still there. `reopen_active` preallocates the space again.
-fn cut_at(seg: &mut Scanned, at: u64) -> Result<(), WalError> {
-    seg.file
-        .set_len(at)
-        .map_err(WalError::io("truncate", &seg.path))?;
-    seg.file
-        .sync_data()
-        .map_err(WalError::io("fdatasync", &seg.path))
-}
-
-/// Point-in-time recovery: keeps the bytes after the cut in `*.dropped` files, then cuts.
-fn apply_cut(
-    storage: &dyn Storage,
-    wal_dir: &Path,
-    segs: &[(u64, PathBuf)],
-    scanned: &mut Vec<Scanned>,
-    cut: Cut,
-    report: &mut RecoveryReport,
-) -> Result<(), WalError> {
-    let stamp = now_ms();
-    for (_, path) in segs
-        .iter()
-        .skip(cut.index + usize::from(cut.position.is_some()))
-    {
-        let kept_as = path.with_extension(format!("seg.{stamp}.dropped"));
-        storage
-            .rename(path, &kept_as)
-            .map_err(WalError::io("rename", path))?;
-        let bytes = storage
-            .open(&kept_as, OpenMode::Read)
-            .and_then(|f| f.len())
-            .unwrap_or(0);
-        report.dropped.push(DroppedReport {
-            file: path.clone(),
-            position: 0,
-            bytes,
-            reason: cut.reason.clone(),
-            kept_as,
-        });
-    }
-    if let (Some(position), Some(seg)) = (cut.position, scanned.get_mut(cut.index)) {
-        // Reopen for writing: a segment that was not the last was opened read-only.
-        seg.file = storage
-            .open(&seg.path, OpenMode::ReadWrite)
-            .map_err(WalError::io("open", &seg.path))?;
-        let bytes = seg.map.bytes();
-        let end = nonzero_end(bytes, position as usize);
-        let tail = bytes.get(position as usize..end).unwrap_or_default();
-        let kept_as = seg
-            .path
-            .with_extension(format!("seg.{position}.{stamp}.dropped"));
-        let copy = storage
-            .open(&kept_as, OpenMode::CreateNew)
-            .map_err(WalError::io("create", &kept_as))?;
-        copy.write_all_at(tail, 0)
-            .map_err(WalError::io("write", &kept_as))?;
-        copy.sync_data()
-            .map_err(WalError::io("fdatasync", &kept_as))?;
-        storage
-            .sync_dir(wal_dir)
-            .map_err(WalError::io("sync directory", wal_dir))?;
-        report.dropped.push(DroppedReport {
-            file: seg.path.clone(),
-            position,
-            bytes: tail.len() as u64,
-            reason: cut.reason,
-            kept_as,
-        });
-        cut_at(seg, position)?;
-    }
-    scanned.truncate(cut.index + usize::from(cut.position.is_some()));
-    storage
-        .sync_dir(wal_dir)
-        .map_err(WalError::io("sync directory", wal_dir))?;
-    for d in &report.dropped {
-        tracing::warn!(file = %d.file.display(), position = d.position, bytes = d.bytes, kept_as = %d.kept_as.display(), "point-in-time recovery set bytes aside");
-    }
-    Ok(())
 }
 
 /// Builds the writer and the shared table from what the scan kept.
