@@ -51,6 +51,8 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod heap;
 pub mod manager;
 pub mod model;
 pub mod offset;

@@ -149,6 +149,9 @@ pub fn load(
         pos: 0,
         map: &map,
     };
+    // Decoding allocates every value and map node on this thread: about twice the body's
+    // bytes (see `heap`; 8,025 `mprotect` calls to 448 for the bench's 20 MB snapshot).
+    crate::heap::make_room(2 * map.bytes().len());
     let state: State =
         rmp_serde::from_read(reader).map_err(|e| bad(format!("body does not decode: {e}")))?;
     if state.offset().0 != snap.header.first_offset {

@@ -137,6 +137,7 @@ pub fn replay_into(reader: &LogReader, state: &mut State, to: Offset) -> Result<
             })
         });
         let mut applier = Applier::new(state);
+        applier.expect(to.0 - from.0 + 1);
         let mut failed = None;
         for mut batch in rx.iter() {
             if let Err(e) = applier.apply(&mut batch) {

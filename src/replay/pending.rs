@@ -25,6 +25,16 @@ use std::collections::HashMap;
 /// see [`ROOM_WINDOWS`] for the room kept between flushes).
 const WINDOW: usize = 256 * 1024;
 
+/// Heap room made per set before each flush and for the first window (`crate::heap`): about
+/// what a new key costs the state's maps (nodes of 16 entries of 48 bytes, most not full)
+/// and, in the first window, the gathering's lists.
+const ROOM_PER_SET: usize = 96;
+
+/// A flush makes heap room again after applying this many sets. Small steps: room made past
+/// the end of a glibc heap is lost (see `heap`), so the steps bound the growth that a new heap
+/// makes a page at a time.
+const ROOM_SETS: usize = 16 * 1024;
+
 /// One gathered set.
 #[derive(Debug)]
 pub(super) struct Set {
@@ -129,8 +139,15 @@ impl Pending {
         }
         self.len = 0;
         let mut first_failure: Option<(Offset, ApplyError)> = None;
+        // Sets applied in this flush, and how many the heap room made so far is for.
+        let (mut applied_sets, mut room_for) = (0, 0);
         for slot in self.touched.drain(..) {
             let (context, sets) = &mut self.contexts[slot as usize];
+            if applied_sets >= room_for {
+                crate::heap::make_room(ROOM_SETS * ROOM_PER_SET);
+                room_for = applied_sets + ROOM_SETS;
+            }
+            applied_sets += sets.len();
             if !self.changed.contains(context) {
                 self.changed.insert(context.clone());
             }
@@ -181,6 +198,14 @@ impl<'s> Applier<'s> {
             slabs,
             applied: Replayed::default(),
         }
+    }
+
+    /// Makes heap room for the first window of a replay of about `commits` commits.
+    pub(super) fn expect(&self, commits: u64) {
+        let sets = usize::try_from(commits)
+            .unwrap_or(usize::MAX)
+            .min(self.pending.window);
+        crate::heap::make_room(sets * ROOM_PER_SET);
     }
 
     /// Applies a batch, leaving it empty for reuse.
