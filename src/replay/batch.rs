@@ -39,8 +39,11 @@ struct Mark {
 }
 
 /// A run of consecutive decoded commits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Batch {
+    /// Commits, and events, that fill the batch (a commit is never split: one with more
+    /// events fills it alone).
+    limit: usize,
     ops: Vec<Op>,
     commits: Vec<Mark>,
     bytes: u64,
@@ -49,18 +52,21 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    pub(super) fn with_capacity(commits: usize) -> Batch {
+    /// A batch of up to `limit` commits and `limit` events (plus the events of the commit
+    /// that crosses it).
+    pub(super) fn with_capacity(limit: usize) -> Batch {
         Batch {
-            ops: Vec::with_capacity(commits),
-            commits: Vec::with_capacity(commits),
+            limit,
+            ops: Vec::with_capacity(limit),
+            commits: Vec::with_capacity(limit),
             bytes: 0,
             values: Staging::default(),
         }
     }
 
-    /// Commits held.
-    pub(super) fn len(&self) -> usize {
-        self.commits.len()
+    /// Whether the batch holds its limit of commits or of events.
+    pub(super) fn is_full(&self) -> bool {
+        self.commits.len() >= self.limit || self.ops.len() >= self.limit
     }
 
     /// Decodes the record at `offset` and adds its commit.
@@ -104,6 +110,13 @@ impl Batch {
     /// before handing it over, so that the copy is its work.
     pub(super) fn seal(&mut self) {
         self.values.seal();
+    }
+
+    /// Hands this (sealed) batch over, leaving `next` in its place with this batch's staging
+    /// buffer: a batch waiting to be applied holds its slabs, not a 260 KiB buffer.
+    pub(super) fn hand_over(&mut self, mut next: Batch) -> Batch {
+        next.values.adopt_buffer(&mut self.values);
+        std::mem::replace(self, next)
     }
 
     /// Applies every commit in order, leaving the batch empty (and its memory for the next

@@ -103,6 +103,13 @@ impl Staging {
         }
     }
 
+    /// Takes over `from`'s staging buffer (empty: `from` is sealed), so that the buffer stays
+    /// with the decoding thread while `from` travels on with its slabs.
+    pub(super) fn adopt_buffer(&mut self, from: &mut Staging) {
+        debug_assert!(from.open == 0 && from.bytes.is_empty(), "sealed");
+        self.bytes = std::mem::take(&mut from.bytes);
+    }
+
     /// The value `staged` stands for (the batch is sealed).
     pub(super) fn resolve(&self, staged: Staged) -> Blob {
         match staged {

@@ -117,7 +117,7 @@ fn batched(commits: &[Commit], batch: usize, window: usize) -> (State, Option<Of
         let mut run = || {
             for (i, commit) in commits.iter().enumerate() {
                 b.push(Offset(i as u64 + 1), &encode(commit), None)?;
-                if b.len() == batch {
+                if b.is_full() {
                     applier.apply(&mut b)?;
                 }
             }
