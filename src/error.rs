@@ -101,6 +101,7 @@ pub enum InvalidInput {
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The context does not exist (or is deleted).
     #[error("context {context:?} not found")]
@@ -214,6 +215,7 @@ pub enum Error {
 
 /// Why state could not be rebuilt.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecoveryError {
     /// A commit's payload did not decode.
     #[error("commit at offset {offset} does not decode: {reason}")]
@@ -265,6 +267,7 @@ pub enum RecoveryError {
 
 /// Why a wait failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// The offset was not committed in time.
     #[error("offset {offset} not committed within {waited:?}")]

@@ -57,6 +57,7 @@ impl Versioned<()> {
 
 /// Why a versioned value could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UpcastError {
     /// The value is not a versioned envelope, or its data does not decode.
     #[error("value is not a versioned {expected:?} payload: {reason}")]

@@ -3,6 +3,7 @@
 
 /// Why a file header (or snapshot trailer) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// Fewer bytes than a header holds.
     #[error("file too short for a header: {len} bytes, need {need}")]
@@ -67,6 +68,7 @@ pub enum HeaderError {
 
 /// What failed when a record frame was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CorruptionKind {
     /// The CRC stored in the frame does not match its bytes.
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -118,6 +120,7 @@ pub enum CorruptionKind {
 
 /// A failed encode: the caller handed something the format cannot represent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The payload is larger than [`crate::layout::RECORD_PAYLOAD_MAX`].
     #[error("payload of {len} bytes exceeds the record limit of {max} bytes")]

@@ -15,6 +15,7 @@ use crate::reader::{FrameReader, Stop};
 
 /// Why a snapshot file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SnapshotError {
     /// The file header is bad.
     #[error("snapshot header: {0}")]

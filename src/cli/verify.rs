@@ -150,7 +150,8 @@ fn snapshot_problem_position(e: &SnapshotError, len: u64) -> Option<u64> {
         SnapshotError::Chunk {
             stop: Stop::Corrupt { position, .. } | Stop::TornTail { position },
         } => Some(*position),
-        SnapshotError::ChunkCount { .. } => None,
+        // `ChunkCount`, and any kind a later format version adds: no single position.
+        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 /// What went wrong in the log. Every variant names the file, position and offset it concerns,
 /// so that no caller ever has to parse a message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WalError {
     /// An I/O call failed.
     #[error("{op} {path}: {source}")]
