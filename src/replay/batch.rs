@@ -64,6 +64,14 @@ impl Batch {
         }
     }
 
+    /// Roughly the bytes the batch holds: its records' payloads (its values are copies of
+    /// them) and its decoded events and commits.
+    pub(super) fn weight(&self) -> usize {
+        self.bytes as usize
+            + self.ops.len() * std::mem::size_of::<Op>()
+            + self.commits.len() * std::mem::size_of::<Mark>()
+    }
+
     /// Whether the batch holds its limit of commits or of events.
     pub(super) fn is_full(&self) -> bool {
         self.commits.len() >= self.limit || self.ops.len() >= self.limit
@@ -160,6 +168,11 @@ impl Batch {
         drop(ops);
         for (slab, values) in self.values.take_slabs() {
             slabs.add(slab, values);
+        }
+        // A commit of many events grew the batch past its limit: the batch goes back to the
+        // decoding thread for reuse, and need not keep that room.
+        if self.ops.capacity() > 4 * self.limit {
+            self.ops = Vec::with_capacity(self.limit);
         }
         Ok(Replayed {
             commits: applied,

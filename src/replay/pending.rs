@@ -22,11 +22,16 @@ use crate::state::{ApplyError, Name, Stamp, State};
 use std::collections::HashMap;
 
 /// Sets gathered before a flush: bounds the memory they hold (64 B each besides values, plus
-/// 8 B of order). The larger the window, the more sets each context gets per flush, but the
+/// 8 B of order; [`WINDOW_BYTES`] bounds their values). The larger the window, the more sets each context gets per flush, but the
 /// longer the decoding thread must run ahead of a flush (`REPLAY_AHEAD`): with the bench's
 /// 10,000 contexts, 128 Ki sets and 128 batches ahead rebuilt as fast as 256 Ki and 256
 /// batches, for 23 MB less peak memory.
 const WINDOW: usize = 128 * 1024;
+
+/// Bytes of values gathered before a flush: the sets waiting hold their values (and large
+/// ones are their own buffers), so a window of overwrites of large values would otherwise
+/// hold up to 128 Ki of them.
+const WINDOW_BYTES: usize = 64 << 20;
 
 /// Heap room made per set before each flush and for the first window (`crate::heap`): about
 /// what a new key costs the state's maps (nodes of 16 entries of 48 bytes, most not full).
@@ -79,11 +84,15 @@ pub(super) struct Pending {
     /// The sets pending, in arrival order (each taken at the flush), and the slot of each.
     arrived: Vec<Option<Set>>,
     arrived_slots: Vec<u32>,
+    /// The bytes of the values in `arrived`.
+    arrived_bytes: usize,
     /// Scratch of the flush: positions in `arrived` sorted by context, and one context's sets.
     order: Vec<u32>,
     gathered: Vec<Set>,
-    /// Sets gathered before a flush ([`WINDOW`]; tests use small ones).
+    /// Sets and value bytes gathered before a flush ([`WINDOW`] and [`WINDOW_BYTES`]; tests use
+    /// small windows, with 256 bytes a set, so that they flush on bytes too).
     window: usize,
+    window_bytes: usize,
     /// Every context this replay has applied sets to (kept for `slabs`: only their values can
     /// be in a slab).
     changed: Contexts,
@@ -106,9 +115,11 @@ impl Pending {
             touched: Vec::new(),
             arrived: Vec::new(),
             arrived_slots: Vec::new(),
+            arrived_bytes: 0,
             order: Vec::new(),
             gathered: Vec::new(),
             window,
+            window_bytes: WINDOW_BYTES.min(window.saturating_mul(256)),
             changed: Contexts::default(),
             slots_max: SLOTS_MAX.min(window),
         }
@@ -133,9 +144,10 @@ impl Pending {
             self.touched.push(slot);
         }
         *count += 1;
+        self.arrived_bytes += set.value.len();
         self.arrived.push(Some(set));
         self.arrived_slots.push(slot);
-        if self.arrived.len() >= self.window {
+        if self.arrived.len() >= self.window || self.arrived_bytes >= self.window_bytes {
             self.flush(state, slabs)?;
         }
         Ok(())
@@ -172,7 +184,10 @@ impl Pending {
         for slot in self.touched.drain(..) {
             let end = std::mem::take(&mut self.counts[slot as usize]) as usize;
             if start >= room_for {
-                crate::heap::make_room(ROOM_SETS * ROOM_PER_SET);
+                // For what this flush still applies: a flush of a few sets (before every
+                // event that is not a `ValueSet`) makes none.
+                let coming = self.arrived.len() - start;
+                crate::heap::make_room(coming.min(ROOM_SETS) * ROOM_PER_SET);
                 room_for = start + ROOM_SETS;
             }
             self.gathered
@@ -203,6 +218,7 @@ impl Pending {
         debug_assert_eq!(start, self.arrived.len(), "every set was applied");
         self.arrived.clear();
         self.arrived_slots.clear();
+        self.arrived_bytes = 0;
         if self.names.len() > self.slots_max {
             self.slots = HashMap::default();
             self.names = Vec::new();

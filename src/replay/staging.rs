@@ -91,7 +91,8 @@ impl Staging {
     }
 
     /// Copies what was staged since the last cut into a new slab. A buffer a large commit
-    /// grew is freed rather than kept for the next batch (each batch in flight has its own).
+    /// grew is freed rather than kept for the next batch (the decoding thread keeps one
+    /// buffer, which `adopt_buffer` passes from batch to batch).
     pub(super) fn seal(&mut self) {
         if self.open > 0 {
             self.sealed.push((self.bytes.as_slice().into(), self.open));

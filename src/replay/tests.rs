@@ -328,3 +328,137 @@ fn empty_values_replay() {
         assert!(got == want, "batch {batch}: states differ");
     }
 }
+
+/// A log written through the WAL (in memory), and its reader.
+fn logged(commits: &[Commit]) -> crate::wal::LogReader {
+    use crate::wal::{Durability, RecordBatch, Wal, WalConfig};
+    let config = WalConfig {
+        durability: Durability::Never,
+        ..WalConfig::default()
+    };
+    let storage = std::sync::Arc::new(crate::storage::MemStorage::new());
+    let wal = Wal::open(storage, "store".as_ref(), config).expect("open");
+    for chunk in commits.chunks(500) {
+        let mut batch = RecordBatch::new();
+        for commit in chunk {
+            batch.push(&encode(commit));
+        }
+        wal.append_batch_blocking(batch).expect("append");
+    }
+    let reader = wal.reader();
+    assert_eq!(reader.last_offset(), Offset(commits.len() as u64));
+    reader
+}
+
+/// Commits for the two-thread replay: many contexts, values of every size class (empty,
+/// small, past a slab's 4 KiB limit), commits of more events than a batch holds, and contexts
+/// deleted and created again.
+fn pipeline_commits(failing_at: Option<usize>) -> Vec<Commit> {
+    let commit = |events: Vec<Event>| Commit {
+        v: SCHEMA_VERSION,
+        ts: 7,
+        events,
+    };
+    let name = |c: usize| format!("c{c}");
+    let set = |c: usize, k: usize, len: usize| Event::ValueSet {
+        context: name(c),
+        key: format!("k{k}"),
+        value: ByteBuf::from(vec![(c * 7 + k) as u8; len]),
+    };
+    let create = |c: usize| Event::ContextCreated {
+        context: name(c),
+        labels: Labels::new(),
+    };
+    let mut commits = vec![commit((0..40).map(create).collect())];
+    for i in 1..9_000usize {
+        let events = match i {
+            _ if Some(i) == failing_at => vec![set(99, 1, 10)],
+            _ if i % 1_500 == 0 => (0..1_500).map(|k| set(k % 40, k, 30)).collect(),
+            _ if i % 997 == 0 => vec![Event::ContextDeleted {
+                context: name(i % 40),
+            }],
+            _ if i % 997 == 1 && i > 1 => vec![create((i - 1) % 40)],
+            _ => vec![set(i % 40, i % 300, [0, 20, 200, 5_000][i % 4])],
+        };
+        commits.push(commit(events));
+    }
+    commits
+}
+
+/// The two-thread replay, whatever the budget of bytes decoded ahead (1 byte: every batch
+/// waits for the one before to come back), ends in the in-order state.
+#[test]
+fn pipelined_replay_matches_in_order_apply() {
+    let commits = pipeline_commits(None);
+    let (want, failed) = in_order(&commits);
+    assert_eq!(failed, None);
+    let reader = logged(&commits);
+    for ahead in [super::REPLAY_AHEAD_BYTES, 300 << 10, 1] {
+        let mut got = State::default();
+        let replayed =
+            super::replay_ahead(&reader, &mut got, reader.last_offset(), ahead).expect("replay");
+        assert_eq!(replayed.commits, commits.len() as u64, "ahead {ahead}");
+        assert!(got == want, "ahead {ahead}: states differ");
+    }
+}
+
+/// A set that fails stops the replay at its offset, with the decoding thread waiting on the
+/// budget or on the channel: no hang, and the in-order failure.
+#[test]
+fn pipelined_replay_fails_where_in_order_apply_does() {
+    let commits = pipeline_commits(Some(2_500));
+    let (_, failed) = in_order(&commits);
+    assert_eq!(failed, Some(Offset(2_501)));
+    let reader = logged(&commits);
+    for ahead in [super::REPLAY_AHEAD_BYTES, 1] {
+        let mut got = State::default();
+        match super::replay_ahead(&reader, &mut got, reader.last_offset(), ahead) {
+            Err(Error::Recovery(RecoveryError::Inconsistent { offset, .. })) => {
+                assert_eq!(offset, Offset(2_501), "ahead {ahead}")
+            }
+            other => panic!("ahead {ahead}: {other:?}"),
+        }
+    }
+}
+
+/// A record that does not decode, after a set that fails: the set comes first in the log, so
+/// its failure is the one reported, as an in-order replay would.
+#[test]
+fn a_failing_set_before_an_undecodable_record_is_reported_first() {
+    let create = Commit {
+        v: SCHEMA_VERSION,
+        ts: 1,
+        events: vec![Event::ContextCreated {
+            context: "a".into(),
+            labels: Labels::new(),
+        }],
+    };
+    let orphan = Commit {
+        v: SCHEMA_VERSION,
+        ts: 1,
+        events: vec![Event::ValueSet {
+            context: "missing".into(),
+            key: "k".into(),
+            value: ByteBuf::from(vec![1]),
+        }],
+    };
+    let (create, orphan) = (encode(&create), encode(&orphan));
+    let garbage = [0xc1u8, 0xff, 0x00];
+    let records = [
+        (Offset(1), &create[..]),
+        (Offset(2), &orphan[..]),
+        (Offset(3), &garbage[..]),
+    ];
+    match super::apply_payloads(&mut State::default(), records) {
+        Err(Error::Recovery(RecoveryError::Inconsistent { offset, .. })) => {
+            assert_eq!(offset, Offset(2))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without the failing set, the record's own error.
+    let records = [(Offset(1), &create[..]), (Offset(2), &garbage[..])];
+    assert!(matches!(
+        super::apply_payloads(&mut State::default(), records),
+        Err(Error::Recovery(RecoveryError::BadCommit { .. }))
+    ));
+}
