@@ -15,7 +15,8 @@
 //! The free memory is returned with `MADV_DONTNEED`; only the allocator's header on the first
 //! page of each block was ever touched. With it, the same open made ~4,400 `mprotect` calls
 //! and rebuilt 2.97 M events/s instead of 2.69 M (medians of 10 alternating fresh-process
-//! opens).
+//! opens). Since replay's window went from 256 Ki to 128 Ki sets, it makes ~7,500 (replay's
+//! room per set undershoots what its flushes grow; see `ROOM_PER_SET`).
 //!
 //! Where it does nothing, or would cost:
 //! - Another allocator gets an allocation and a free per block, which costs it little.

@@ -374,9 +374,7 @@ impl State {
     /// Every stored value's bytes, as the state shares them (tests of replay's slabs).
     #[cfg(test)]
     pub(crate) fn blobs(&self) -> impl Iterator<Item = &Blob> {
-        self.contexts
-            .values()
-            .flat_map(|c| c.values.values().map(|v| &v.0))
+        self.blobs_in(self.contexts.keys())
     }
 
     /// Marks the commit at `offset` wholly applied, with its chain hash (replay).

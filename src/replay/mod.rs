@@ -163,9 +163,10 @@ fn replay_ahead(
                 let mut empty = None;
                 loop {
                     let over = in_flight + weight > ahead_bytes && !ahead.is_empty();
-                    let back = match over {
-                        true => back_rx.recv().ok(),
-                        false => back_rx.try_recv().ok(),
+                    let back = if over {
+                        back_rx.recv().ok()
+                    } else {
+                        back_rx.try_recv().ok()
                     };
                     let Some(applied) = back else { break };
                     in_flight -= ahead.pop_front().expect("one weight per batch handed over");

@@ -35,6 +35,10 @@ const WINDOW_BYTES: usize = 64 << 20;
 
 /// Heap room made per set before each flush and for the first window (`crate::heap`): about
 /// what a new key costs the state's maps (nodes of 16 entries of 48 bytes, most not full).
+/// With 128 Ki-set windows the bench's flushes grow more than this: its open still makes
+/// ~5,300 one-page `mprotect` calls on the applying thread. 192 bytes cut them to ~250
+/// (~2,500 calls in all against ~7,500), but the open was no faster (3.26 against 3.24 M
+/// events/s, medians of 8 alternating opens), so it stays at 96.
 const ROOM_PER_SET: usize = 96;
 
 /// A flush makes heap room again after applying this many sets. Small steps: room made past

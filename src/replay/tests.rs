@@ -19,6 +19,30 @@ fn encode(commit: &Commit) -> Vec<u8> {
     out
 }
 
+/// A commit of `events` in this build's schema.
+fn commit(events: Vec<Event>) -> Commit {
+    Commit {
+        v: SCHEMA_VERSION,
+        ts: 1,
+        events,
+    }
+}
+
+fn create(context: &str) -> Event {
+    Event::ContextCreated {
+        context: context.into(),
+        labels: Labels::new(),
+    }
+}
+
+fn set(context: &str, key: &str, value: Vec<u8>) -> Event {
+    Event::ValueSet {
+        context: context.into(),
+        key: key.into(),
+        value: ByteBuf::from(value),
+    }
+}
+
 /// The events `parse_value_sets` reads, as `ValueSet`s.
 fn parsed(payload: &[u8]) -> Option<(u64, Vec<Event>)> {
     let mut events = Vec::new();
@@ -188,15 +212,7 @@ proptest! {
 
 #[test]
 fn trailing_bytes_and_newer_schemas_take_the_full_decoder() {
-    let commit = Commit {
-        v: SCHEMA_VERSION,
-        ts: 7,
-        events: vec![Event::ValueSet {
-            context: "a".into(),
-            key: "k".into(),
-            value: ByteBuf::from(vec![1, 2, 3]),
-        }],
-    };
+    let commit = commit(vec![set("a", "k", vec![1, 2, 3])]);
     let payload = encode(&commit);
     assert!(parsed(&payload).is_some());
     let mut trailing = payload.clone();
@@ -217,27 +233,13 @@ fn trailing_bytes_and_newer_schemas_take_the_full_decoder() {
 /// every flush and meet them again: the state must not notice.
 #[test]
 fn forgetting_contexts_between_flushes_changes_nothing() {
-    let commit = |events: Vec<Event>| Commit {
-        v: SCHEMA_VERSION,
-        ts: 1,
-        events,
-    };
-    let create = |c: &str| Event::ContextCreated {
-        context: c.into(),
-        labels: Labels::new(),
-    };
-    let set = |c: &str, k: &str, v: u8| Event::ValueSet {
-        context: c.into(),
-        key: k.into(),
-        value: ByteBuf::from(vec![v]),
-    };
     let mut commits = vec![commit(vec![create("a"), create("b"), create("c")])];
     for round in 0..4u8 {
         for (i, c) in ["a", "b", "a", "c", "b", "c", "a"].into_iter().enumerate() {
             commits.push(commit(vec![set(
                 c,
                 ["k1", "k2"][i % 2],
-                round * 10 + i as u8,
+                vec![round * 10 + i as u8],
             )]));
         }
     }
@@ -257,20 +259,8 @@ fn forgetting_contexts_between_flushes_changes_nothing() {
 /// is still the one applying every commit in order gives.
 #[test]
 fn replay_lets_go_of_sparse_slabs() {
-    let commit = |events: Vec<Event>| Commit {
-        v: SCHEMA_VERSION,
-        ts: 1,
-        events,
-    };
-    let set = |k: usize, round: u8| Event::ValueSet {
-        context: "a".into(),
-        key: format!("k{k}"),
-        value: ByteBuf::from(vec![round; 100]),
-    };
-    let mut commits = vec![commit(vec![Event::ContextCreated {
-        context: "a".into(),
-        labels: Labels::new(),
-    }])];
+    let set = |k: usize, round: u8| set("a", &format!("k{k}"), vec![round; 100]);
+    let mut commits = vec![commit(vec![create("a")])];
     commits.extend((0..3000).map(|k| commit(vec![set(k, 1)])));
     // Most keys again, and a few more times: the first 1,000-commit slabs keep 1 value in 30.
     commits.extend(
@@ -303,21 +293,9 @@ fn replay_lets_go_of_sparse_slabs() {
 /// An empty value is staged like any other (the batch's slab may then be empty).
 #[test]
 fn empty_values_replay() {
-    let commit = |events: Vec<Event>| Commit {
-        v: SCHEMA_VERSION,
-        ts: 1,
-        events,
-    };
-    let set = |k: &str, value: Vec<u8>| Event::ValueSet {
-        context: "u".into(),
-        key: k.into(),
-        value: ByteBuf::from(value),
-    };
+    let set = |k: &str, value: Vec<u8>| set("u", k, value);
     let commits = vec![
-        commit(vec![Event::ContextCreated {
-            context: "u".into(),
-            labels: Labels::new(),
-        }]),
+        commit(vec![create("u")]),
         commit(vec![set("k", vec![])]),
         commit(vec![set("big", vec![7; 5000]), set("e", vec![])]),
     ];
@@ -354,21 +332,11 @@ fn logged(commits: &[Commit]) -> crate::wal::LogReader {
 /// small, past a slab's 4 KiB limit), commits of more events than a batch holds, and contexts
 /// deleted and created again.
 fn pipeline_commits(failing_at: Option<usize>) -> Vec<Commit> {
-    let commit = |events: Vec<Event>| Commit {
-        v: SCHEMA_VERSION,
-        ts: 7,
-        events,
-    };
     let name = |c: usize| format!("c{c}");
-    let set = |c: usize, k: usize, len: usize| Event::ValueSet {
-        context: name(c),
-        key: format!("k{k}"),
-        value: ByteBuf::from(vec![(c * 7 + k) as u8; len]),
+    let set = |c: usize, k: usize, len: usize| {
+        set(&name(c), &format!("k{k}"), vec![(c * 7 + k) as u8; len])
     };
-    let create = |c: usize| Event::ContextCreated {
-        context: name(c),
-        labels: Labels::new(),
-    };
+    let create = |c: usize| create(&name(c));
     let mut commits = vec![commit((0..40).map(create).collect())];
     for i in 1..9_000usize {
         let events = match i {
@@ -425,24 +393,8 @@ fn pipelined_replay_fails_where_in_order_apply_does() {
 /// its failure is the one reported, as an in-order replay would.
 #[test]
 fn a_failing_set_before_an_undecodable_record_is_reported_first() {
-    let create = Commit {
-        v: SCHEMA_VERSION,
-        ts: 1,
-        events: vec![Event::ContextCreated {
-            context: "a".into(),
-            labels: Labels::new(),
-        }],
-    };
-    let orphan = Commit {
-        v: SCHEMA_VERSION,
-        ts: 1,
-        events: vec![Event::ValueSet {
-            context: "missing".into(),
-            key: "k".into(),
-            value: ByteBuf::from(vec![1]),
-        }],
-    };
-    let (create, orphan) = (encode(&create), encode(&orphan));
+    let create = encode(&commit(vec![create("a")]));
+    let orphan = encode(&commit(vec![set("missing", "k", vec![1])]));
     let garbage = [0xc1u8, 0xff, 0x00];
     let records = [
         (Offset(1), &create[..]),
