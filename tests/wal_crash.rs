@@ -1,5 +1,6 @@
 //! Crash simulation on `MemStorage`: several writer threads append with `Durability::Always`
-//! into small segments (so that rotation happens), another thread takes a crash image at a
+//! into small segments (so that rotation happens), half of them from blocking threads (write
+//! groups) and half through the async path (the writer thread's pipeline), another thread takes a crash image at a
 //! pseudo-random moment while they still run, and the image is reopened and checked:
 //! - every append acknowledged before the image was taken is there, byte-identical, at its
 //!   offset;
@@ -175,11 +176,20 @@ fn run_seed(seed: u64) -> Seen {
                 (&wal, &acked, &ack_count, &finished, &ctx);
             s.spawn(move || {
                 let _done = Finished(finished);
+                // Even writers append from blocking threads (write groups), odd ones through
+                // the async path (the writer thread's pipeline, or joining a group).
+                let rt = (w % 2 == 1).then(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("runtime")
+                });
                 for (seq, &len) in lens.iter().enumerate() {
                     let p = payload(w, seq, len);
-                    let a = wal
-                        .append_blocking(p.clone())
-                        .unwrap_or_else(|e| panic!("{ctx}: append failed: {e}"));
+                    let a = match &rt {
+                        None => wal.append_blocking(p.clone()),
+                        Some(rt) => rt.block_on(wal.append(p.clone())),
+                    }
+                    .unwrap_or_else(|e| panic!("{ctx}: append failed: {e}"));
                     assert_eq!(a.reached, Reached::Synced, "{ctx}");
                     acked.lock().unwrap().push((a.offset.0, p));
                     ack_count.fetch_add(1, Ordering::SeqCst);
@@ -194,9 +204,25 @@ fn run_seed(seed: u64) -> Seen {
             {
                 std::thread::yield_now();
             }
+            // A torn image needs a write in flight, and a write group syncs right after it
+            // writes: hold the syncs until a write is pending (or 200 ms passed).
+            let torn = matches!(plan.mode, CrashMode::Torn(_));
+            if torn {
+                mem.hold_syncs();
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+                while !mem.has_unsynced_writes()
+                    && finished.load(Ordering::SeqCst) < WRITERS
+                    && std::time::Instant::now() < until
+                {
+                    std::thread::yield_now();
+                }
+            }
             // Only acks recorded before the image is taken count: copy them first.
             let before = acked.lock().unwrap().clone();
             *image = Some((mem.crash_image(plan.mode), before));
+            if torn {
+                mem.release_syncs();
+            }
         });
     });
 

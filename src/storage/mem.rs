@@ -17,7 +17,7 @@ use super::{LockFailure, LockGuard, Mapped, OpenMode, Storage, StorageFile};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// An operation at which a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,6 +113,8 @@ struct State {
 #[derive(Debug, Clone, Default)]
 pub struct MemStorage {
     state: Arc<Mutex<State>>,
+    /// While true, every `sync_data` waits (see [`MemStorage::hold_syncs`]).
+    syncs_held: Arc<(Mutex<bool>, Condvar)>,
 }
 
 fn split(path: &Path) -> io::Result<(PathBuf, String)> {
@@ -241,6 +243,34 @@ impl MemStorage {
         self.lock_state().faults.clear();
     }
 
+    /// Makes every `sync_data` wait until [`MemStorage::release_syncs`], so that a test can
+    /// take a crash image while a write is in flight (a writer that syncs right after it
+    /// writes leaves almost no moment for that otherwise).
+    pub fn hold_syncs(&self) {
+        *self.syncs_held.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Lets the syncs [`MemStorage::hold_syncs`] held go on.
+    pub fn release_syncs(&self) {
+        *self.syncs_held.0.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.syncs_held.1.notify_all();
+    }
+
+    fn wait_while_syncs_held(&self) {
+        let (held, released) = &*self.syncs_held;
+        let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+        while *held {
+            held = released.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Whether some file has a write that is not yet synced (a crash now could tear it).
+    pub fn has_unsynced_writes(&self) -> bool {
+        let state = self.lock_state();
+        (state.inodes.values())
+            .any(|inode| (inode.pending.iter()).any(|op| matches!(op, FileOp::Write { .. })))
+    }
+
     /// How many times `op` was called so far (to enumerate every fault point of a scenario).
     pub fn op_count(&self, op: FaultOp) -> u64 {
         self.lock_state().counts.get(&op).copied().unwrap_or(0)
@@ -320,6 +350,7 @@ impl MemStorage {
         };
         MemStorage {
             state: Arc::new(Mutex::new(state)),
+            syncs_held: Arc::default(),
         }
     }
 }
@@ -419,6 +450,7 @@ impl StorageFile for MemFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.storage.wait_while_syncs_held();
         self.with_inode(None, |_| Ok(()))?;
         let mut st = self.storage.lock_state();
         let fault = st.check(FaultOp::Sync);

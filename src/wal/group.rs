@@ -35,12 +35,15 @@
 //! thread's (a failure poisons the log before anyone is answered, and every later request is
 //! refused).
 
+mod leader;
+
 use super::shared::{Shared, Visible};
 use super::writer::{LogWriter, Written};
 use super::{Durability, Reached, WalError};
+use leader::{Group, Words};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -124,24 +127,32 @@ impl<S: Stage> Core<S> {
     }
 }
 
-/// The writer's state, behind a mutex that the writer thread holds for each batch and that a
-/// leading appender holds for its whole commit.
-struct Writer<S, C> {
-    core: Mutex<Option<Core<S>>>,
+/// The log (`None` once the writer thread has closed it) and the write group, behind the
+/// mutex that the writer thread holds for each batch and an appender holds to prepare its
+/// request or to write its group's generation.
+struct Log<S: Stage> {
+    core: Option<Core<S>>,
+    group: Group<S::Ack>,
+}
+
+struct Writer<S: Stage, C> {
+    log: Mutex<Log<S>>,
+    /// What the write group's appenders sleep on (see `leader`).
+    words: Words,
     pipeline: Arc<Pipeline<C>>,
 }
 
-impl<S, C> Writer<S, C> {
-    fn lock(&self) -> MutexGuard<'_, Option<Core<S>>> {
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+impl<S: Stage, C> Writer<S, C> {
+    fn lock(&self) -> MutexGuard<'_, Log<S>> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The leader path (`Always` only): an appender on a blocking thread that finds the pipeline
-/// idle commits its request itself.
+/// The write-group path (`Always` only): an appender on a blocking thread commits its request,
+/// and those of whoever joins it, on its own thread (see `leader`).
 trait Lead<R>: Send + Sync {
-    /// Writes, syncs and completes `request` on the calling thread, or hands it back when the
-    /// pipeline is busy (the writer thread holds the log, or batches await their sync or ack).
+    /// Commits `request` in a write group, or hands it back when the log is closed or the
+    /// pipeline has batches awaiting their sync or acknowledgement.
     fn lead(&self, request: R) -> Result<(), R>;
 }
 
@@ -151,35 +162,18 @@ where
     C: Completer<Ack = S::Ack>,
 {
     fn lead(&self, request: S::Request) -> Result<(), S::Request> {
-        let mut guard = match self.core.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return Err(request),
-        };
-        let Some(core) = guard.as_mut() else {
-            return Err(request);
-        };
-        // Every batch handed to the sync thread is acknowledged (the ack thread decrements
-        // after completing), and no other batch can be written while we hold the log: this
-        // batch is the next in offset order, and its own sync covers it.
-        if self.pipeline.in_flight.load(Ordering::Acquire) != 0 {
-            return Err(request);
-        }
-        let mut acks = Vec::new();
-        core.take(request, &mut acks);
-        let batch = core.write(acks);
-        sync_and_complete(&self.pipeline, vec![batch]);
-        Ok(())
+        self.join_group(request)
     }
 }
 
 /// Handle to a running group-commit pipeline.
 pub struct GroupCommit<R: Send + 'static> {
-    tx: Mutex<Option<tokio::sync::mpsc::Sender<R>>>,
+    tx: RwLock<Option<tokio::sync::mpsc::Sender<R>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// `Always` mode: commits a blocking appender's request on its own thread when idle.
-    /// Dropped at close with the queue, so that the stage and completer go with the threads.
-    leader: Mutex<Option<Arc<dyn Lead<R>>>>,
+    /// `Always` mode: commits blocking appenders' requests in write groups on their own
+    /// threads. Dropped at close with the queue, so that the stage and completer go with the
+    /// threads.
+    leader: RwLock<Option<Arc<dyn Lead<R>>>>,
 }
 
 impl<R: Send + 'static> std::fmt::Debug for GroupCommit<R> {
@@ -249,7 +243,11 @@ impl<R: Send + 'static> GroupCommit<R> {
         };
         let leads = matches!(to_sync, ToSync::Batches(_));
         let writer = Arc::new(Writer {
-            core: Mutex::new(Some(Core { log, stage })),
+            log: Mutex::new(Log {
+                core: Some(Core { log, stage }),
+                group: Group::default(),
+            }),
+            words: Words::default(),
             pipeline,
         });
         let leader = leads.then(|| Arc::clone(&writer) as Arc<dyn Lead<R>>);
@@ -257,14 +255,14 @@ impl<R: Send + 'static> GroupCommit<R> {
             writer_loop(writer, rx, to_sync, helpers)
         })];
         GroupCommit {
-            tx: Mutex::new(Some(tx)),
+            tx: RwLock::new(Some(tx)),
             threads: Mutex::new(threads),
-            leader: Mutex::new(leader),
+            leader: RwLock::new(leader),
         }
     }
 
     fn sender(&self) -> Result<tokio::sync::mpsc::Sender<R>, WalError> {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
         tx.clone().ok_or(WalError::Closed)
     }
 
@@ -275,20 +273,13 @@ impl<R: Send + 'static> GroupCommit<R> {
         tx.send(request).await.map_err(|_| WalError::Closed)
     }
 
-    /// Queues a request from a thread that is not running async code. In `Always` mode, when
-    /// nothing is queued or in flight, commits it on this thread instead (the leader path): it
-    /// is then written, synced and completed when this returns.
+    /// Queues a request from a thread that is not running async code. In `Always` mode, unless
+    /// the writer thread's batches are in flight, commits it in a write group on this thread
+    /// instead: it is then written, synced and completed when this returns.
     pub fn submit_blocking(&self, request: R) -> Result<(), WalError> {
-        let tx = self.sender()?;
-        // Something queued: the writer thread is busy, and the request joins its next batch.
-        let leader = if tx.capacity() == tx.max_capacity() {
-            self.leader
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-        } else {
-            None
-        };
+        let leader = (self.leader.read())
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let request = match leader {
             Some(leader) => match leader.lead(request) {
                 Ok(()) => return Ok(()),
@@ -296,14 +287,20 @@ impl<R: Send + 'static> GroupCommit<R> {
             },
             None => request,
         };
+        let tx = self.sender()?;
         tx.blocking_send(request).map_err(|_| WalError::Closed)
     }
 
     /// Stops taking requests, lets the threads finish everything queued (written, synced,
     /// acknowledged), and waits for them. Idempotent.
     pub fn close(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        drop(self.leader.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(self.tx.write().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            self.leader
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         join(std::mem::take(
             &mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()),
         ));
@@ -360,16 +357,29 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     let mut sent_to_sync = (0, 0);
     while let Some(first) = rx.blocking_recv() {
         let mut guard = writer.lock();
-        let Some(core) = guard.as_mut() else { break };
+        let Log { core, group } = &mut *guard;
+        let Some(core) = core.as_mut() else { break };
         let batch_bytes_max = core.log.config.batch_bytes_max;
+        // A write group is committing: what is queued joins its pending generation, and this
+        // thread waits for it like a blocking appender (see `leader`).
+        let joins = group.active();
         let mut acks = Vec::new();
-        core.take(first, &mut acks);
+        let acks = if joins { group.pending() } else { &mut acks };
+        let before = acks.len();
+        core.take(first, acks);
         while core.log.buffered_bytes() < batch_bytes_max {
             match rx.try_recv() {
-                Ok(request) => core.take(request, &mut acks),
+                Ok(request) => core.take(request, acks),
                 Err(_) => break,
             }
         }
+        if joins {
+            if let Some(gen) = group.join(before) {
+                writer.await_generation(guard, gen);
+            }
+            continue;
+        }
+        let acks = std::mem::take(acks);
         let batch = core.write(acks);
         let alone = rx.is_empty() && pipeline.in_flight.load(Ordering::Acquire) == 0;
         let sent = match &to_sync {
@@ -398,9 +408,20 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     // so that no sync of theirs runs (or poisons the log) after the store's lock is released.
     drop(to_sync);
     join(helpers);
-    // Then make everything written durable, whatever the mode, and release the log (and with
-    // it the store's lock) so that no leader can append any more.
-    let core = writer.lock().take();
+    // Then commit what a write group has pending, make everything written durable, whatever
+    // the mode, and release the log (and with it the store's lock) so that no appender can
+    // append any more.
+    let core = loop {
+        let log = writer.lock();
+        if log.group.leading() {
+            drop(log);
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        } else if log.group.active() {
+            writer.lead(log, true);
+        } else {
+            break { log }.core.take();
+        }
+    };
     if let Some(mut core) = core {
         if core.log.shared.check_poison().is_ok() {
             if let Err(e) = core.log.flush_and_sync() {
