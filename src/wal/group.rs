@@ -1,39 +1,33 @@
-//! Group commit: one writer thread owns the active segment; in `Always` mode a sync thread
-//! issues the `fdatasync`s and an ack thread acknowledges.
+//! Group commit: one writer thread owns the active segment for async appenders; in `Always`
+//! mode blocking appenders commit in write groups on their own threads, and a sync thread and
+//! an ack thread serve the writer thread's batches.
 //!
-//! Appenders hand their request to the writer through a bounded queue and wait for an
-//! acknowledgement. The writer drains everything pending, lets the [`Stage`] turn each request
-//! into records (or reject it), and writes the batch with one write. Then:
-//!
-//! - **leader** (`Always`, a blocking appender, nothing queued, nothing in the pipeline): the
-//!   appender commits its own request on its own thread (prepare, write, `fdatasync`,
-//!   complete) under the mutex the writer thread holds for each of its batches, so a lone
-//!   blocking appender pays no thread hand-off at all (bench: 1 writer from a median 0.93× to
-//!   1.00× of a raw `pwrite` + `fdatasync` loop measured in the same run). In-flight batches
-//!   (handed to the sync thread, not yet acknowledged) or a busy writer send it to the queue
-//!   as before;
-//! - **alone** (the writer finds nothing else queued, nothing in the pipeline): the writer
-//!   syncs and acknowledges itself, so a lone async appender pays two thread hand-offs per
-//!   commit, not four;
-//! - **under load**: the batch goes to the sync thread, which takes every batch that has
-//!   arrived, issues one `fdatasync` for all of them and passes them to the ack thread, then
-//!   starts the next sync at once. The writer gathers and writes the next batch while the
-//!   current one syncs, and the ack thread wakes the appenders while the next sync runs, so
-//!   neither the CPU work of waking dozens of threads nor the write of the next batch ever
-//!   delays a sync. Each sync serves every writer that arrived meanwhile, past the N/2
-//!   records per sync that a writer waiting on its own sync gets. (Making a sync wait for the
-//!   writers the previous one released doubles the records per sync but, measured, not the
-//!   commits/s: the wake-up chain costs about one `fdatasync`; see `docs/PERFORMANCE.md`.)
+//! - **write groups** (`Always`, blocking appenders; `leader`): an appender prepares its
+//!   request into the log's buffer under the log's mutex and, if no one leads, writes the
+//!   pending generation, `fdatasync`s and completes it on its own thread; the others sleep on
+//!   a shared futex word and are woken together. A lone blocking appender is a group of one:
+//!   `pwrite` + `fdatasync` on its own thread, no hand-off (bench: 1 writer at 1.0x a raw
+//!   `pwrite` + `fdatasync` loop; 16 writers from 6.7x to 8.9–9.5x, 64 writers from
+//!   13.5–15.9x to 21.4x; see `docs/PERFORMANCE.md`). A group forms only while no batch of
+//!   the pipeline below is in flight; while one is active, the writer thread adds what it
+//!   takes from the queue to the group's pending generation and waits for it;
+//! - **alone** (the writer thread finds nothing else queued, nothing in the pipeline): the
+//!   writer syncs and acknowledges itself, so a lone async appender pays two thread hand-offs
+//!   per commit, not four;
+//! - **under load** (async appenders): the batch goes to the sync thread, which takes every
+//!   batch that has arrived, issues one `fdatasync` for all of them and passes them to the ack
+//!   thread, then starts the next sync at once. The writer gathers and writes the next batch
+//!   while the current one syncs, and the ack thread wakes the appenders while the next sync
+//!   runs.
 //!
 //! In `Batched` and `Never` modes the writer acknowledges as soon as a batch is written; in
 //! `Batched` the sync thread syncs at most `max_delay` after the first unsynced write, and in
 //! `Never` a writeback thread syncs every 8 MiB written, so that a rotation's `fdatasync`
 //! finds little left to write.
-//! Acknowledgements are always given in offset order. The leader path keeps that and the
-//! poison rule: it runs only with the log's mutex held and nothing in flight, so its batch is
-//! the next to acknowledge, and its `fdatasync` goes through the same checks as the sync
-//! thread's (a failure poisons the log before anyone is answered, and every later request is
-//! refused).
+//! Acknowledgements are always given in offset order: group and pipeline batches are never in
+//! flight together, one leader at a time commits a generation, and every `fdatasync`, the
+//! leader's included, goes through the same checks (a failure poisons the log before anyone
+//! is answered, and every later request is refused).
 
 mod leader;
 
@@ -43,7 +37,7 @@ use super::{Durability, Reached, WalError};
 use leader::{Group, Words};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -139,6 +133,8 @@ struct Writer<S: Stage, C> {
     log: Mutex<Log<S>>,
     /// What the write group's appenders sleep on (see `leader`).
     words: Words,
+    /// What a write group's leader waiting for its cohort sleeps on, with `log`.
+    cohort: Condvar,
     pipeline: Arc<Pipeline<C>>,
 }
 
@@ -248,6 +244,7 @@ impl<R: Send + 'static> GroupCommit<R> {
                 group: Group::default(),
             }),
             words: Words::default(),
+            cohort: Condvar::new(),
             pipeline,
         });
         let leader = leads.then(|| Arc::clone(&writer) as Arc<dyn Lead<R>>);
@@ -374,7 +371,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
             }
         }
         if joins {
-            if let Some(gen) = group.join(before) {
+            if let Some(gen) = group.join(before, &writer.cohort) {
                 writer.await_generation(guard, gen);
             }
             continue;

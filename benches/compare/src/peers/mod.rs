@@ -53,7 +53,7 @@ pub const SYSTEMS: &[Info] = &[
     Info {
         name: "ctxlog",
         durable: true,
-        durable_call: "Wal::append_blocking, Durability::Always: lone writer syncs inline; under load a sync thread, 1 fdatasync per group, and an ack thread",
+        durable_call: "Wal::append_blocking, Durability::Always: write groups on the appenders' threads; the leader writes the group, 1 fdatasync, wakes the rest with one futex wake",
         runs_durable: true,
         runs_bulk: true,
         default: true,
