@@ -4,15 +4,22 @@
 //!   right after keeps every acknowledged record at its offset;
 //! - blocking and async appenders together (the writer thread joining the groups);
 //! - a failed `fdatasync` inside a group fails that group's acks and every later one, and
-//!   every earlier ack survives.
+//!   every earlier ack survives;
+//! - a panic in the leader's write (a `Storage` is user code) poisons the log and leaves no
+//!   appender, and not close, waiting.
 
-use ctxlog::storage::{CrashMode, FaultKind, FaultOp, MemStorage};
+use ctxlog::storage::{
+    CrashMode, FaultKind, FaultOp, LockFailure, LockGuard, Mapped, MemStorage, OpenMode, Storage,
+    StorageFile,
+};
 use ctxlog::wal::{Appended, Durability, Reached, Wal, WalConfig, WalError};
 use ctxlog::Offset;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 const DIR: &str = "store";
 
@@ -231,4 +238,123 @@ fn a_failed_sync_in_a_group_fails_it_and_everything_after_and_keeps_what_was_ack
         assert_eq!(n as u64, max_acked, "{ctx}: acked offsets are a prefix");
         Arc::into_inner(wal).expect("last handle").close();
     }
+}
+
+/// A storage whose writes panic once `armed` (a buggy `Storage`; the trait is public).
+#[derive(Debug)]
+struct PanicOnWrite {
+    inner: MemStorage,
+    armed: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct PanicFile {
+    inner: Arc<dyn StorageFile>,
+    armed: Arc<AtomicBool>,
+}
+
+impl StorageFile for PanicFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        if self.armed.swap(false, Ordering::AcqRel) {
+            panic!("storage write panics");
+        }
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn map(&self) -> std::io::Result<Mapped> {
+        self.inner.map()
+    }
+}
+
+impl Storage for PanicOnWrite {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
+        let inner = self.inner.open(path, mode)?;
+        Ok(Arc::new(PanicFile {
+            inner,
+            armed: Arc::clone(&self.armed),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn LockGuard>, LockFailure> {
+        self.inner.lock(path, holder)
+    }
+    fn lock_holder(&self, path: &Path) -> Option<String> {
+        self.inner.lock_holder(path)
+    }
+}
+
+/// Runs `f` on a thread and waits at most `secs` for it: a hang fails the test instead of
+/// stalling the run.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("{what} hung for {secs} s"),
+    }
+}
+
+#[test]
+fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
+    let armed = Arc::new(AtomicBool::new(false));
+    let storage = Arc::new(PanicOnWrite {
+        inner: MemStorage::new(),
+        armed: Arc::clone(&armed),
+    });
+    let config = WalConfig {
+        durability: Durability::Always,
+        ..WalConfig::default()
+    };
+    let wal = Arc::new(Wal::open(storage, Path::new(DIR), config).expect("open"));
+    wal.append_blocking(b"before".to_vec()).expect("append");
+    armed.store(true, Ordering::Release);
+    let w = Arc::clone(&wal);
+    let first = within(30, "the panicking append", move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.append_blocking(b"panics".to_vec())
+        }))
+    });
+    assert!(first.is_err(), "the leader's write panicked");
+    let w = Arc::clone(&wal);
+    let later = within(30, "an append after the panicked leader", move || {
+        w.append_blocking(b"later".to_vec())
+    });
+    assert!(
+        matches!(later, Err(WalError::Poisoned { .. })),
+        "what reached the file is unknown: the log refuses appends ({later:?})"
+    );
+    within(30, "close after the panicked leader", move || {
+        Arc::into_inner(wal).expect("last handle").close()
+    });
 }

@@ -360,9 +360,9 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
         // A write group is committing: what is queued joins its pending generation, and this
         // thread waits for it like a blocking appender (see `leader`).
         let joins = group.active();
+        let before = if joins { group.enter() } else { 0 };
         let mut acks = Vec::new();
         let acks = if joins { group.pending() } else { &mut acks };
-        let before = acks.len();
         core.take(first, acks);
         while core.log.buffered_bytes() < batch_bytes_max {
             match rx.try_recv() {
@@ -371,7 +371,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
             }
         }
         if joins {
-            if let Some(gen) = group.join(before, &writer.cohort) {
+            if let Some(gen) = group.joined(before, &writer.cohort) {
                 writer.await_generation(guard, gen);
             }
             continue;

@@ -92,16 +92,23 @@ impl<A> Group<A> {
         &mut self.pending
     }
 
-    /// Counts a participant whose prepared requests are pending (there is one if the pending
-    /// generation is not empty) and returns the generation it waits for; `None` if nothing it
-    /// prepared is pending (every request refused and answered).
-    /// `cohort`: what a leader waiting for its cohort sleeps on (woken once the last expected
-    /// participant joined).
-    pub(super) fn join(&mut self, pending_before: usize, cohort: &Condvar) -> Option<u64> {
+    /// Counts a participant about to prepare requests into the pending generation, so that a
+    /// pending generation always has one to lead it, even if preparing panics halfway.
+    /// Returns the number of pending acks before, for [`Group::joined`].
+    pub(super) fn enter(&mut self) -> usize {
+        self.blocking += 1;
+        self.pending.len()
+    }
+
+    /// After [`Group::enter`] and preparing: the generation the participant waits for, or
+    /// `None` (and it is not counted) if nothing it prepared is pending (every request refused
+    /// and answered). `cohort`: what a leader waiting for its cohort sleeps on, woken once the
+    /// last expected participant joined.
+    pub(super) fn joined(&mut self, pending_before: usize, cohort: &Condvar) -> Option<u64> {
         if self.pending.len() == pending_before {
+            self.blocking -= 1;
             return None;
         }
-        self.blocking += 1;
         if self.awaiting_cohort && self.blocking == self.want {
             cohort.notify_one();
         }
@@ -136,11 +143,31 @@ impl Words {
         ((value & !LEAD).wrapping_sub(low(gen)) & !LEAD) < 1 << 30
     }
 
-    /// Publishes `gen` done and wakes every waiter of it.
-    fn publish(&self, gen: u64) {
-        let word = self.word(gen);
-        word.store(low(gen), Ordering::Release);
-        atomic_wait::wake_all(word);
+    /// Records `gen` done. Called under the log's mutex, in generation order, so that a word
+    /// only moves forward: a late store could otherwise erase the lead handed to `gen + 2`
+    /// (same word) or set the word back.
+    fn mark_done(&self, gen: u64) {
+        let before = self.word(gen).swap(low(gen), Ordering::AcqRel);
+        // The word said the previous generation of this parity (or nothing yet), and no lead.
+        debug_assert!(
+            before == low(gen.saturating_sub(2)),
+            "generation {gen} done over word {before:#x}"
+        );
+    }
+
+    /// Wakes every waiter of `gen`'s word (after [`Words::mark_done`], outside the mutex).
+    fn wake_all(&self, gen: u64) {
+        atomic_wait::wake_all(self.word(gen));
+    }
+
+    /// Hands the lead of pending generation `gen` to its waiters (under the log's mutex).
+    fn hand_lead(&self, gen: u64) {
+        self.word(gen).fetch_or(LEAD, Ordering::AcqRel);
+    }
+
+    /// Wakes one waiter of `gen`'s word to take the lead (after [`Words::hand_lead`]).
+    fn wake_one(&self, gen: u64) {
+        atomic_wait::wake_one(self.word(gen));
     }
 
     /// Sleeps until `gen` is done or its lead is handed out.
@@ -156,17 +183,37 @@ impl Words {
     }
 }
 
-/// Finishes the generation a leader took even if syncing or completing it panics, so that its
-/// waiters (whose acks went with the unwinding) and the next generation's are not left asleep.
-struct Unwinding<'a, S: Stage, C> {
+/// Armed while a thread leads generation `gen`: if it panics, the group is left usable. A
+/// generation not taken yet goes back to its participants (one of them leads it); a taken one
+/// is marked done (its acks went with the unwinding: their appenders get `Closed`) and the log
+/// is poisoned, since what reached the file is unknown.
+struct Leading<'a, S: Stage, C> {
     writer: &'a Writer<S, C>,
     gen: u64,
 }
 
-impl<S: Stage, C> Drop for Unwinding<'_, S, C> {
+impl<S: Stage, C> Drop for Leading<'_, S, C> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.writer.finish(self.writer.lock(), self.gen, 0, None);
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut log = self.writer.lock();
+        if log.group.gen == self.gen {
+            log.group.leading = false;
+            let waiting = !log.group.pending.is_empty();
+            if waiting {
+                self.writer.words.hand_lead(self.gen);
+            }
+            drop(log);
+            if waiting {
+                self.writer.words.wake_one(self.gen);
+            }
+        } else {
+            self.writer
+                .pipeline
+                .shared
+                .poison("write", std::io::ErrorKind::Other);
+            self.writer.finish(log, self.gen, 0, None);
         }
     }
 }
@@ -190,18 +237,20 @@ impl<S: Stage, C> Writer<S, C> {
         }
         let next = group.gen;
         let waiting = !group.pending.is_empty();
-        // Whoever put requests in the pending generation waits for it and may take the lead.
-        assert!(
+        // Whoever put requests in the pending generation is counted before it prepares them,
+        // waits for it and may take the lead.
+        debug_assert!(
             !waiting || group.blocking > 0,
             "a pending generation has a participant to lead it"
         );
         if waiting {
-            self.words.word(next).fetch_or(LEAD, Ordering::AcqRel);
+            self.words.hand_lead(next);
         }
+        self.words.mark_done(gen);
         drop(log);
-        self.words.publish(gen);
+        self.words.wake_all(gen);
         if waiting {
-            atomic_wait::wake_one(self.words.word(next));
+            self.words.wake_one(next);
         }
     }
 }
@@ -223,9 +272,9 @@ where
         if self.pipeline.in_flight.load(Ordering::Acquire) != 0 {
             return Err(request);
         }
-        let before = group.pending.len();
+        let before = group.enter();
         core.take(request, &mut group.pending);
-        if let Some(gen) = group.join(before, &self.cohort) {
+        if let Some(gen) = group.joined(before, &self.cohort) {
             self.await_generation(log, gen);
         }
         Ok(())
@@ -249,8 +298,11 @@ where
 
     /// Commits the pending generation, and hands the lead of the next one to its waiters.
     /// `closing`: the writer thread draining the group at close, which waits for no one.
-    pub(super) fn lead<'a>(&'a self, mut log: MutexGuard<'a, Log<S>>, closing: bool) {
+    pub(super) fn lead<'a>(&'a self, log: MutexGuard<'a, Log<S>>, closing: bool) {
         let gen = log.group.gen;
+        // Declared before `log` so that, unwinding, the mutex is released before it runs.
+        let leading = Leading { writer: self, gen };
+        let mut log = log;
         log.group.leading = true;
         self.words.word(gen).fetch_and(!LEAD, Ordering::AcqRel);
         if !closing {
@@ -266,12 +318,11 @@ where
         let batch = core.write(acks);
         drop(log);
 
-        let unwinding = Unwinding { writer: self, gen };
         let started = Instant::now();
         let synced = sync_batches(&self.pipeline.shared, std::slice::from_ref(&batch));
         let took = started.elapsed();
         complete_synced(&self.pipeline, vec![batch], synced);
-        std::mem::forget(unwinding);
+        std::mem::forget(leading);
         self.finish(self.lock(), gen, released, Some(took));
     }
 
@@ -313,7 +364,7 @@ mod tests {
             u64::MAX - 1,
         ] {
             assert!(Words::done(low(gen), gen), "{gen}");
-            assert!(Words::done(low(gen + 2), gen), "{gen} + 2");
+            assert!(Words::done(low(gen.wrapping_add(2)), gen), "{gen} + 2");
             assert!(!Words::done(low(gen.wrapping_sub(2)), gen), "{gen} - 2");
             assert!(
                 !Words::done(low(gen.wrapping_sub(2)) | LEAD, gen),
@@ -328,7 +379,8 @@ mod tests {
     #[test]
     fn wait_returns_once_done_or_led() {
         let words = Words::default();
-        words.publish(3);
+        words.mark_done(1);
+        words.mark_done(3);
         words.wait(3);
         words.wait(1);
         words.word(4).fetch_or(LEAD, Ordering::AcqRel);
