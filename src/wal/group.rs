@@ -7,8 +7,8 @@
 //!   pending generation, `fdatasync`s and completes it on its own thread; the others sleep on
 //!   a shared futex word and are woken together. A lone blocking appender is a group of one:
 //!   `pwrite` + `fdatasync` on its own thread, no hand-off (bench: 1 writer at 1.0x a raw
-//!   `pwrite` + `fdatasync` loop; 16 writers from 6.7x to 8.9–9.5x, 64 writers from
-//!   13.5–15.9x to 21.4x; see `docs/PERFORMANCE.md`). A group forms only while no batch of
+//!   `pwrite` + `fdatasync` loop; 16 writers from 6.6–6.7x to 7.9–8.7x, 64 writers from
+//!   12.6–15.9x to 18.0–19.8x; see `docs/PERFORMANCE.md`). A group forms only while no batch of
 //!   the pipeline below is in flight; while one is active, the writer thread adds what it
 //!   takes from the queue to the group's pending generation and waits for it;
 //! - **alone** (the writer thread finds nothing else queued, nothing in the pipeline): the

@@ -23,8 +23,8 @@
 //! released, plus those already pending) waits for them on a condition variable, for at most
 //! half of the last sync's duration (and never more than [`COHORT_WAIT_MAX`]), before it
 //! writes; the participant that completes the cohort wakes it. One sync then carries all of
-//! them: with 16 writers, from 8 to 16 records per sync and from 7x to 9x the raw sync rate on
-//! the bench machine. (Yielding instead of sleeping was 10% faster on a quiet machine and 7x
+//! them: with 16 writers, from 8 to 16 records per sync and from 7x to 8–9x the raw sync rate
+//! on the bench machine. (Yielding instead of sleeping was 10% faster on a quiet machine and 7x
 //! slower next to two CPU-bound processes: a yield can give the CPU away for a whole slice.)
 //!
 //! **Order and the pipeline.** A group only forms while no batch of the writer thread's
