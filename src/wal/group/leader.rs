@@ -50,7 +50,8 @@ const COHORT_WAIT_MAX: Duration = Duration::from_micros(200);
 pub(super) struct Group<A> {
     /// Acks of requests prepared into the log's buffer and not yet written: generation `gen`.
     pending: Vec<A>,
-    /// Blocking appenders whose request is in `pending` (the others came from the queue).
+    /// Participants waiting for `pending`: blocking appenders, and the writer thread for the
+    /// queued requests it added. Each may lead it.
     blocking: usize,
     /// The pending generation. Generations start at 1 and are done in order.
     gen: u64,
@@ -58,7 +59,8 @@ pub(super) struct Group<A> {
     done: u64,
     /// A leader is between taking generation `gen - 1` and publishing it done.
     leading: bool,
-    /// Blocking appenders the next leader may expect (the last generation released them).
+    /// Participants the next leader may expect: those already pending when the last generation
+    /// was done, plus those it released (closed-loop appenders come back at once).
     want: usize,
     /// How long the last sync took: bounds the cohort wait.
     last_sync: Duration,
@@ -115,7 +117,7 @@ impl<A> Group<A> {
         Some(self.gen)
     }
 
-    /// Closing: nothing will lead the pending generation but the closing thread.
+    /// A leader is committing a generation (the close waits for it to finish).
     pub(super) fn leading(&self) -> bool {
         self.leading
     }
