@@ -468,6 +468,19 @@ fn close_while_blocking_and_async_appenders_run_loses_and_hangs_nothing() {
 /// Acknowledged (offset, payload) pairs.
 type Acked = Vec<(u64, Vec<u8>)>;
 
+/// Records an append's outcome: an ack goes to `oks`; the log closing ends the appender
+/// (false); any other error fails the test.
+fn keep_going(oks: &Mutex<Acked>, who: usize, p: Vec<u8>, r: Result<u64, String>) -> bool {
+    match r {
+        Ok(o) => {
+            oks.lock().unwrap().push((o, p));
+            true
+        }
+        Err(e) if e.contains("closed") || e.contains("Closed") || e.contains("dropped") => false,
+        Err(e) => panic!("appender {who}: {e}"),
+    }
+}
+
 fn close_while_appending(iter: usize) {
     {
         let mem = MemStorage::new();
@@ -485,16 +498,8 @@ fn close_while_appending(iter: usize) {
             handles.push(std::thread::spawn(move || {
                 for seq in 0.. {
                     let p = payload(who, seq);
-                    match blocking_append(&gc, p.clone()) {
-                        Ok(o) => oks.lock().unwrap().push((o, p)),
-                        Err(e)
-                            if e.contains("closed")
-                                || e.contains("Closed")
-                                || e.contains("dropped") =>
-                        {
-                            break
-                        }
-                        Err(e) => panic!("appender {who}: {e}"),
+                    if !keep_going(&oks, who, p.clone(), blocking_append(&gc, p)) {
+                        break;
                     }
                 }
             }));
@@ -505,16 +510,8 @@ fn close_while_appending(iter: usize) {
                 rt.spawn(async move {
                     for seq in 0.. {
                         let p = payload(who, seq);
-                        match async_append(&gc, p.clone()).await {
-                            Ok(o) => oks.lock().unwrap().push((o, p)),
-                            Err(e)
-                                if e.contains("closed")
-                                    || e.contains("Closed")
-                                    || e.contains("dropped") =>
-                            {
-                                break
-                            }
-                            Err(e) => panic!("task {who}: {e}"),
+                        if !keep_going(&oks, who, p.clone(), async_append(&gc, p).await) {
+                            break;
                         }
                     }
                 })

@@ -408,17 +408,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     // Then commit what a write group has pending, make everything written durable, whatever
     // the mode, and release the log (and with it the store's lock) so that no appender can
     // append any more.
-    let core = loop {
-        let log = writer.lock();
-        if log.group.leading() {
-            drop(log);
-            std::thread::sleep(std::time::Duration::from_micros(100));
-        } else if log.group.active() {
-            writer.lead(log, true);
-        } else {
-            break { log }.core.take();
-        }
-    };
+    let core = writer.drain_group().core.take();
     if let Some(mut core) = core {
         if core.log.shared.check_poison().is_ok() {
             if let Err(e) = core.log.flush_and_sync() {

@@ -12,9 +12,10 @@
 //!
 //! Why a shared word and not one wake-up per appender (`oneshot`, `park`): a woken appender
 //! returns without touching any lock, and the leader makes one system call for the whole
-//! generation. Measured on the bench machine (2 vCPUs, ~100 µs `fdatasync`): per-appender
-//! wake-ups, or a condition variable that makes every woken appender take the mutex again, do
-//! 15–18x and 7–8x the raw sync rate with 64 closed-loop writers; the shared word does 20–21x.
+//! generation. In a prototype on the bench machine (2 vCPUs, ~100 µs `fdatasync`; see
+//! `docs/PERFORMANCE.md`, "Write groups"), per-appender wake-ups, or a condition variable that
+//! makes every woken appender take the mutex again, did 15–18x and 7–8x the raw sync rate with
+//! 64 closed-loop writers; the shared word did 20–21x.
 //!
 //! **The cohort wait.** Closed-loop appenders released together come back together, just after
 //! the next generation started its sync: they then wait out a whole sync before theirs starts,
@@ -35,7 +36,7 @@
 //! syncs and completes, and acknowledgements stay in offset order. A failed sync poisons the
 //! log through the same call as the sync thread's, before anyone is answered.
 
-use super::{complete_synced, sync_batches, Completer, Log, Stage, Writer};
+use super::{sync_and_complete, Completer, Log, Stage, Writer};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
@@ -115,11 +116,6 @@ impl<A> Group<A> {
             cohort.notify_one();
         }
         Some(self.gen)
-    }
-
-    /// A leader is committing a generation (the close waits for it to finish).
-    pub(super) fn leading(&self) -> bool {
-        self.leading
     }
 }
 
@@ -298,9 +294,27 @@ where
         }
     }
 
+    /// Closing (the writer thread, once the queue is closed): waits for a leader at work,
+    /// commits what is still pending itself, and returns the log's guard with the group idle,
+    /// so that the log can be taken from under any later appender.
+    pub(super) fn drain_group(&self) -> MutexGuard<'_, Log<S>> {
+        loop {
+            let log = self.lock();
+            if log.group.leading {
+                let taken = log.group.gen - 1;
+                drop(log);
+                self.words.wait(taken);
+            } else if log.group.active() {
+                self.lead(log, true);
+            } else {
+                return log;
+            }
+        }
+    }
+
     /// Commits the pending generation, and hands the lead of the next one to its waiters.
     /// `closing`: the writer thread draining the group at close, which waits for no one.
-    pub(super) fn lead<'a>(&'a self, log: MutexGuard<'a, Log<S>>, closing: bool) {
+    fn lead<'a>(&'a self, log: MutexGuard<'a, Log<S>>, closing: bool) {
         let gen = log.group.gen;
         // Declared before `log` so that, unwinding, the mutex is released before it runs.
         let leading = Leading { writer: self, gen };
@@ -321,9 +335,8 @@ where
         drop(log);
 
         let started = Instant::now();
-        let synced = sync_batches(&self.pipeline.shared, std::slice::from_ref(&batch));
+        sync_and_complete(&self.pipeline, vec![batch]);
         let took = started.elapsed();
-        complete_synced(&self.pipeline, vec![batch], synced);
         std::mem::forget(leading);
         self.finish(self.lock(), gen, released, Some(took));
     }
