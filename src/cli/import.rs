@@ -124,7 +124,12 @@ impl<'m> Pipeline<'m> {
     fn submit(&mut self, cx: &mut Context<'_>, line: u64, update: Update) {
         let mut fut: Pending<'m> = Box::pin(self.manager.update(update));
         match fut.as_mut().poll(cx) {
-            Poll::Ready(r) => self.report(line, r),
+            Poll::Ready(r) => {
+                // Commits are acknowledged in offset order, so every earlier line's commit has
+                // its answer by now: print those first, and the acks stay in line order.
+                self.poll_in_flight(cx);
+                self.report(line, r)
+            }
             Poll::Pending => self.in_flight.push((line, fut)),
         }
     }
