@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example wal_writers -- DIR THREADS SECONDS
+//! cargo run --release --example wal_writers        # 16 writers, 1 s, in a temporary directory
 //! ```
 //!
 //! DIR is removed first: point it at a scratch directory on the disk to measure.
@@ -17,14 +18,16 @@ use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dir, threads, secs] = args.as_slice() else {
-        return Err("usage: wal_writers DIR THREADS SECONDS".into());
+    let scratch = tempfile::tempdir()?;
+    let (dir, threads, secs): (_, usize, f64) = match args.as_slice() {
+        [] => (scratch.path().join("store"), 16, 1.0),
+        [dir, threads, secs] => (
+            std::path::PathBuf::from(dir),
+            (threads.parse()).map_err(|e| format!("THREADS {threads:?}: {e}"))?,
+            (secs.parse()).map_err(|e| format!("SECONDS {secs:?}: {e}"))?,
+        ),
+        _ => return Err("usage: wal_writers [DIR THREADS SECONDS]".into()),
     };
-    let dir = std::path::PathBuf::from(dir);
-    let threads: usize = threads
-        .parse()
-        .map_err(|e| format!("THREADS {threads:?}: {e}"))?;
-    let secs: f64 = secs.parse().map_err(|e| format!("SECONDS {secs:?}: {e}"))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
