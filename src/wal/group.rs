@@ -133,7 +133,7 @@ struct Writer<S: Stage, C> {
     log: Mutex<Log<S>>,
     /// What the write group's appenders sleep on (see `leader`).
     words: Words,
-    /// What a write group's leader waiting for its cohort sleeps on, with `log`.
+    /// What a write group's claimant sleeps on, with `log` (see `leader`).
     cohort: Condvar,
     pipeline: Arc<Pipeline<C>>,
 }
@@ -371,7 +371,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
             }
         }
         if joins {
-            if let Some(gen) = group.joined(before, &writer.cohort) {
+            if let Some(gen) = group.joined(before) {
                 writer.await_generation(guard, gen);
             }
             continue;
