@@ -10,20 +10,17 @@
 //! - a panic in the leader's write (a `Storage` is user code) poisons the log and leaves no
 //!   appender, and not close, waiting.
 
-use ctxlog::storage::{
-    CrashMode, FaultKind, FaultOp, LockFailure, LockGuard, Mapped, MemStorage, OpenMode, Storage,
-    StorageFile,
-};
-use ctxlog::wal::{
-    open_log, Appended, Completer, Durability, GroupCommit, LogWriter, Reached, Stage, Wal,
-    WalConfig, WalError,
-};
+mod group_support;
+
+use ctxlog::storage::{CrashMode, FaultKind, FaultOp, MemStorage};
+use ctxlog::wal::{open_log, Appended, Durability, GroupCommit, Reached, Wal, WalConfig, WalError};
 use ctxlog::Offset;
+use group_support::{async_append, blocking_append, within, RecCompleter, RecStage, Req, Tuned};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DIR: &str = "store";
@@ -248,105 +245,16 @@ fn a_failed_sync_in_a_group_fails_it_and_everything_after_and_keeps_what_was_ack
     }
 }
 
-/// A storage whose writes panic once `armed` (a buggy `Storage`; the trait is public).
-#[derive(Debug)]
-struct PanicOnWrite {
-    inner: MemStorage,
-    armed: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct PanicFile {
-    inner: Arc<dyn StorageFile>,
-    armed: Arc<AtomicBool>,
-}
-
-impl StorageFile for PanicFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
-        self.inner.read_exact_at(buf, pos)
-    }
-    fn write_all_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
-        if self.armed.swap(false, Ordering::AcqRel) {
-            panic!("storage write panics");
-        }
-        self.inner.write_all_at(buf, pos)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn map(&self) -> std::io::Result<Mapped> {
-        self.inner.map()
-    }
-}
-
-impl Storage for PanicOnWrite {
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Arc<dyn StorageFile>> {
-        let inner = self.inner.open(path, mode)?;
-        Ok(Arc::new(PanicFile {
-            inner,
-            armed: Arc::clone(&self.armed),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn LockGuard>, LockFailure> {
-        self.inner.lock(path, holder)
-    }
-    fn lock_holder(&self, path: &Path) -> Option<String> {
-        self.inner.lock_holder(path)
-    }
-}
-
-/// Runs `f` on a thread and waits at most `secs` for it: a hang fails the test instead of
-/// stalling the run.
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what} hung for {secs} s"),
-    }
-}
-
 #[test]
 fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
-    let armed = Arc::new(AtomicBool::new(false));
-    let storage = Arc::new(PanicOnWrite {
-        inner: MemStorage::new(),
-        armed: Arc::clone(&armed),
-    });
+    let (storage, knobs) = Tuned::new(MemStorage::new());
     let config = WalConfig {
         durability: Durability::Always,
         ..WalConfig::default()
     };
     let wal = Arc::new(Wal::open(storage, Path::new(DIR), config).expect("open"));
     wal.append_blocking(b"before".to_vec()).expect("append");
-    armed.store(true, Ordering::Release);
+    knobs.panic_write.store(true, Ordering::Release);
     let w = Arc::clone(&wal);
     let first = within(30, "the panicking append", move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -367,63 +275,6 @@ fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
     });
 }
 
-// A custom stage, to drive `GroupCommit` directly (its `close` takes `&self`).
-
-type Reply = mpsc::Sender<Result<u64, String>>;
-
-struct Req {
-    payload: Vec<u8>,
-    reply: Reply,
-}
-
-struct RecStage;
-
-impl Stage for RecStage {
-    type Request = Req;
-    type Ack = (u64, Vec<u8>, Reply);
-
-    fn prepare(&mut self, r: Req, log: &mut LogWriter) -> Option<Self::Ack> {
-        match log.append(&r.payload) {
-            Ok(o) => Some((o.0, r.payload, r.reply)),
-            Err(e) => {
-                let _ = r.reply.send(Err(format!("prepare: {e}")));
-                None
-            }
-        }
-    }
-
-    fn refuse(&mut self, r: Req, e: WalError) {
-        let _ = r.reply.send(Err(format!("refused: {e}")));
-    }
-}
-
-/// Counts completions out of offset order (offsets of successful acks must increase).
-struct RecCompleter {
-    last_ok: u64,
-    out_of_order: Arc<AtomicUsize>,
-}
-
-impl Completer for RecCompleter {
-    type Ack = (u64, Vec<u8>, Reply);
-
-    fn complete(&mut self, acks: Vec<Self::Ack>, result: Result<Reached, &WalError>) {
-        for (o, _, reply) in acks {
-            match result {
-                Ok(_) => {
-                    if o <= self.last_ok {
-                        self.out_of_order.fetch_add(1, Ordering::AcqRel);
-                    }
-                    self.last_ok = o;
-                    let _ = reply.send(Ok(o));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(format!("complete: {e}")));
-                }
-            }
-        }
-    }
-}
-
 fn start(mem: &MemStorage) -> (GroupCommit<Req>, Arc<AtomicUsize>) {
     let (writer, _reader, _report) =
         open_log(Arc::new(mem.clone()), Path::new(DIR), config()).expect("open_log");
@@ -433,24 +284,6 @@ fn start(mem: &MemStorage) -> (GroupCommit<Req>, Arc<AtomicUsize>) {
         out_of_order: Arc::clone(&ooo),
     };
     (GroupCommit::start(writer, RecStage, completer), ooo)
-}
-
-fn blocking_append(gc: &GroupCommit<Req>, payload: Vec<u8>) -> Result<u64, String> {
-    let (tx, rx) = mpsc::channel();
-    gc.submit_blocking(Req { payload, reply: tx })
-        .map_err(|e| format!("submit: {e}"))?;
-    rx.recv().map_err(|_| "reply dropped".to_string())?
-}
-
-async fn async_append(gc: &GroupCommit<Req>, payload: Vec<u8>) -> Result<u64, String> {
-    let (tx, rx) = mpsc::channel();
-    gc.submit(Req { payload, reply: tx })
-        .await
-        .map_err(|e| format!("submit: {e}"))?;
-    // The reply comes from another thread; wait for it off the runtime's worker.
-    tokio::task::spawn_blocking(move || rx.recv().map_err(|_| "reply dropped".to_string()))
-        .await
-        .unwrap()?
 }
 
 /// `close()` while blocking and async appenders run: close returns, every appender ends (no

@@ -360,7 +360,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
         // A write group is committing: what is queued joins its pending generation, and this
         // thread waits for it like a blocking appender (see `leader`).
         let joins = group.active();
-        let before = if joins { group.enter() } else { 0 };
+        let before = if joins { group.enter(None) } else { 0 };
         let mut acks = Vec::new();
         let acks = if joins { group.pending() } else { &mut acks };
         core.take(first, acks);

@@ -22,7 +22,11 @@
 //! them. So when a generation is done, the pending one expects the appenders it released
 //! (plus those already pending), until a deadline: [`COHORT_WAIT_PERCENT`] of the sync just
 //! done, at most [`COHORT_WAIT_MAX`]. One sync then carries all of them: with 16 writers, 16
-//! records per sync instead of 8.
+//! records per sync instead of 8. It expects only the share of them that came back before the
+//! deadline last time: appenders that do other work between appends (a request each, say) come
+//! back later or not at all, and a generation that waited for them would only add the wait to
+//! every append (with 16 threads that append every millisecond, 340 µs instead of 150 µs on
+//! average on the bench machine).
 //!
 //! **Who leads: the claimant, or whoever finds the generation ready.** The claimant sleeps on
 //! a condition variable until the generation is ready. But a thread woken on a machine busy
@@ -49,6 +53,11 @@ use super::{sync_and_complete, Completer, Log, Stage, Writer};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The write group (its writer's address) and generation the thread last joined.
+    static LAST_JOINED: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
 
 /// The bit of a generation word that hands the lead to a waiter of that generation.
 const LEAD: u32 = 1 << 31;
@@ -78,8 +87,20 @@ pub(super) struct Group<A> {
     /// A participant claimed the lead of the pending generation (see [`Lead::Claim`]).
     claimed: bool,
     /// Participants the pending generation may expect: those already pending when the last
-    /// generation was done, plus those it released (closed-loop appenders come back at once).
+    /// generation was done, plus the share `back` of those it released.
     want: usize,
+    /// The share of the participants a generation released that joined again within the wait
+    /// it allowed them (last measured): about 1 for closed-loop appenders, which come back at
+    /// once, and near 0 for appenders that do other work between appends, whose generations
+    /// then wait for no one.
+    back: f64,
+    /// Participants the last generation done released.
+    released: usize,
+    /// Participants of the last generation done that joined again before `window`.
+    returned: usize,
+    /// The end of the wait the last generation done allowed (whether or not the pending one
+    /// waits): what `back` is measured against.
+    window: Option<Instant>,
     /// When the pending generation stops waiting for `want` participants: set when the last
     /// generation was done ([`COHORT_WAIT_PERCENT`] of its sync later). `None`: it waits for
     /// no one.
@@ -99,6 +120,10 @@ impl<A> Default for Group<A> {
             leading: false,
             claimed: false,
             want: 0,
+            back: 1.0,
+            released: 0,
+            returned: 0,
+            window: None,
             deadline: None,
             sleepers: 0,
         }
@@ -118,9 +143,14 @@ impl<A> Group<A> {
 
     /// Counts a participant about to prepare requests into the pending generation, so that a
     /// pending generation always has one to lead it, even if preparing panics halfway.
-    /// Returns the number of pending acks before, for [`Group::joined`].
-    pub(super) fn enter(&mut self) -> usize {
+    /// `last`: the generation the participant last joined, if known. Returns the number of
+    /// pending acks before, for [`Group::joined`].
+    pub(super) fn enter(&mut self, last: Option<u64>) -> usize {
         self.blocking += 1;
+        let back_in_time = || self.window.is_some_and(|w| Instant::now() <= w);
+        if last == Some(self.done) && back_in_time() {
+            self.returned += 1;
+        }
         self.pending.len()
     }
 
@@ -133,6 +163,21 @@ impl<A> Group<A> {
             return None;
         }
         Some(self.gen)
+    }
+
+    /// A generation that released `released` participants is done: measures how many of the
+    /// last one's came back in time, and sets whom the pending generation expects, and until
+    /// when (`wait` from now; `None`: no one).
+    fn expect_cohort(&mut self, released: usize, wait: Option<Duration>) {
+        if self.released > 0 {
+            self.back = (self.returned as f64 / self.released as f64).min(1.0);
+        }
+        self.released = released;
+        self.returned = 0;
+        let expected = (released as f64 * self.back).round() as usize;
+        self.want = self.blocking + expected;
+        self.window = wait.map(|w| Instant::now() + w);
+        self.deadline = self.window.filter(|_| expected > 0);
     }
 
     /// The pending generation has the participants it expects, or has waited long enough.
@@ -279,11 +324,8 @@ impl<S: Stage, C> Writer<S, C> {
         let group = &mut log.group;
         group.done = gen;
         group.leading = false;
-        group.want = group.blocking + released;
         let wait = took.map(|t| (t * COHORT_WAIT_PERCENT / 100).min(COHORT_WAIT_MAX));
-        group.deadline = wait
-            .filter(|_| group.want > group.blocking)
-            .map(|w| Instant::now() + w);
+        group.expect_cohort(released, wait);
         // Whoever put requests in the pending generation is counted before it prepares them,
         // and claims it or waits for it (a claimant that panicked handed the lead on).
         debug_assert!(
@@ -316,9 +358,13 @@ where
         if self.pipeline.in_flight.load(Ordering::Acquire) != 0 {
             return Err(request);
         }
-        let before = group.enter();
+        // The generation this thread last joined, in this log: is it coming back?
+        let me = self as *const Self as usize;
+        let last = LAST_JOINED.get();
+        let before = group.enter((last.0 == me).then_some(last.1));
         core.take(request, &mut group.pending);
         if let Some(gen) = group.joined(before) {
+            LAST_JOINED.set((me, gen));
             self.await_generation(log, gen);
         }
         Ok(())
@@ -408,7 +454,6 @@ where
         leading.taken = true;
         let acks = std::mem::take(&mut group.pending);
         let released = std::mem::take(&mut group.blocking);
-        group.want = group.want.saturating_sub(released);
         group.gen += 1;
         let core = core
             .as_mut()
@@ -443,8 +488,8 @@ where
             if !group.leading && (closing || group.cohort_done()) {
                 return Ok(log);
             }
-            // Not done: a deadline is set and ahead. While a generation is being written, its
-            // leader's `finish` wakes this thread.
+            // While a generation is being written, its leader's `finish` wakes this thread;
+            // otherwise the cohort is not done, so a deadline is set and ahead.
             let until = group.deadline.filter(|_| !group.leading);
             group.sleepers += 1;
             log = match until {
@@ -486,6 +531,48 @@ mod tests {
         // The initial words (0) say neither generation 1 nor 2 is done.
         assert!(!Words::done(0, 1));
         assert!(!Words::done(0, 2));
+    }
+
+    #[test]
+    fn a_cohort_expects_only_the_appenders_that_came_back_in_time() {
+        let long = Some(Duration::from_secs(3600));
+        // Generation 1 released 3 appenders: the first time, all are expected.
+        let mut g = Group::<()> {
+            done: 1,
+            ..Group::default()
+        };
+        g.expect_cohort(3, long);
+        assert_eq!((g.want, g.deadline.is_some()), (3, true));
+        for _ in 0..3 {
+            assert!(!g.cohort_done());
+            g.enter(Some(1));
+        }
+        assert!(g.cohort_done());
+        // They came back in time: generation 2's 3 are expected too. One comes back in time,
+        // one after the window, one from an older generation, and a new appender joins.
+        (g.blocking, g.done) = (0, 2);
+        g.expect_cohort(3, long);
+        assert_eq!((g.back, g.want), (1.0, 3));
+        g.enter(Some(2));
+        g.enter(Some(1));
+        g.enter(None);
+        g.window = Some(Instant::now() - Duration::from_millis(1));
+        g.enter(Some(2));
+        // One of 3 came back in time: of generation 3's 3, one is expected.
+        (g.blocking, g.done) = (0, 3);
+        g.expect_cohort(3, long);
+        assert_eq!(g.want, 1);
+        assert!(g.deadline.is_some() && !g.cohort_done());
+        // None of them comes back in time: generation 4's cohort waits for no one.
+        g.window = Some(Instant::now() - Duration::from_millis(1));
+        g.enter(Some(3));
+        (g.blocking, g.done) = (0, 4);
+        g.expect_cohort(3, long);
+        assert_eq!((g.back, g.want, g.deadline), (0.0, 0, None));
+        assert!(g.cohort_done());
+        // Nor does a generation after a panic (no sync time).
+        g.expect_cohort(3, None);
+        assert!(g.deadline.is_none() && g.cohort_done());
     }
 
     #[test]
