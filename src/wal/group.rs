@@ -3,14 +3,15 @@
 //! an ack thread serve the writer thread's batches.
 //!
 //! - **write groups** (`Always`, blocking appenders; `leader`): an appender prepares its
-//!   request into the log's buffer under the log's mutex and, if no one leads, writes the
-//!   pending generation, `fdatasync`s and completes it on its own thread; the others sleep on
-//!   a shared futex word and are woken together. A lone blocking appender is a group of one:
-//!   `pwrite` + `fdatasync` on its own thread, no hand-off (bench: 1 writer at 1.0x a raw
-//!   `pwrite` + `fdatasync` loop; 16 writers from 6.6–6.7x to 7.9–8.7x, 64 writers from
-//!   12.6–15.9x to 18.0–19.8x; see `docs/PERFORMANCE.md`). A group forms only while no batch of
-//!   the pipeline below is in flight; while one is active, the writer thread adds what it
-//!   takes from the queue to the group's pending generation and waits for it;
+//!   request into the log's buffer under the log's mutex, joining the pending generation; the
+//!   participant that finds it ready writes it, `fdatasync`s and completes it on its own
+//!   thread; the others sleep on a shared futex word and are woken together. A lone blocking
+//!   appender is a group of one: `pwrite` + `fdatasync` on its own thread, no hand-off (bench:
+//!   1 writer at 1.0x a raw `pwrite` + `fdatasync` loop; 16 writers from 6.6–6.7x to
+//!   9.4–10.1x, 64 writers from 12.6–15.9x to 17.7–22.1x; see `docs/PERFORMANCE.md`). A group
+//!   forms only while no batch of the pipeline below is in flight; while one is active, the
+//!   writer thread adds what it takes from the queue to the group's pending generation and
+//!   waits for it;
 //! - **alone** (the writer thread finds nothing else queued, nothing in the pipeline): the
 //!   writer syncs and acknowledges itself, so a lone async appender pays two thread hand-offs
 //!   per commit, not four;
