@@ -62,6 +62,14 @@ thread_local! {
 /// The bit of a generation word that hands the lead to a waiter of that generation.
 const LEAD: u32 = 1 << 31;
 
+/// The bit of a generation word that says a thread sleeps on it, or is about to: a leader
+/// that finds it clear makes no wake-up call (a lone appender: `pwrite` + `fdatasync` and no
+/// other system call).
+const WAITERS: u32 = 1 << 30;
+
+/// The bits of a generation word that hold a generation (its low 30 bits).
+const GEN_BITS: u32 = WAITERS - 1;
+
 /// How long a generation waits for the appenders the previous one released, after that one
 /// was done, in percent of its sync: long enough for closed-loop appenders to come back (they
 /// take about one sync with 16 or 64 writers on the bench machine), short enough to bound what
@@ -207,14 +215,14 @@ enum Lead {
 }
 
 /// One word per generation parity (a waiter of generation `g` sleeps on word `g % 2`): the low
-/// 31 bits of the last generation of that parity that is done, and [`LEAD`] while the lead of
-/// the pending generation is handed to its waiters. Two are enough: only the generation being
-/// committed and the pending one have waiters.
+/// 30 bits of the last generation of that parity that is done, [`LEAD`] while the lead of the
+/// pending generation is handed to its waiters, and [`WAITERS`]. Two are enough: only the
+/// generation being committed and the pending one have waiters.
 #[derive(Default)]
 pub(super) struct Words([AtomicU32; 2]);
 
 fn low(gen: u64) -> u32 {
-    gen as u32 & !LEAD
+    gen as u32 & GEN_BITS
 }
 
 impl Words {
@@ -223,24 +231,28 @@ impl Words {
     }
 
     /// Whether `value` (of `gen`'s word) says `gen` is done: its generation is `gen` or later
-    /// (compared modulo 2^31; at most one generation apart in practice).
+    /// (compared modulo 2^30; at most one generation apart in practice).
     fn done(value: u32, gen: u64) -> bool {
-        ((value & !LEAD).wrapping_sub(low(gen)) & !LEAD) < 1 << 30
+        ((value & GEN_BITS).wrapping_sub(low(gen)) & GEN_BITS) < 1 << 29
     }
 
-    /// Records `gen` done. Called under the log's mutex, in generation order, so that a word
+    /// Records `gen` done, and says whether a thread sleeps on its word (then
+    /// [`Words::wake_all`]). Called under the log's mutex, in generation order, so that a word
     /// only moves forward: a late store could otherwise erase the lead handed to `gen + 2`
     /// (same word) or set the word back.
-    fn mark_done(&self, gen: u64) {
+    #[must_use]
+    fn mark_done(&self, gen: u64) -> bool {
         let before = self.word(gen).swap(low(gen), Ordering::AcqRel);
         // The word said the previous generation of this parity (or nothing yet), and no lead.
         debug_assert!(
-            before == low(gen.saturating_sub(2)),
+            before & !WAITERS == low(gen.saturating_sub(2)),
             "generation {gen} done over word {before:#x}"
         );
+        before & WAITERS != 0
     }
 
-    /// Wakes every waiter of `gen`'s word (after [`Words::mark_done`], outside the mutex).
+    /// Wakes every waiter of `gen`'s word (after [`Words::mark_done`] said there are some,
+    /// outside the mutex).
     fn wake_all(&self, gen: u64) {
         atomic_wait::wake_all(self.word(gen));
     }
@@ -255,15 +267,28 @@ impl Words {
         atomic_wait::wake_one(self.word(gen));
     }
 
-    /// Sleeps until `gen` is done or its lead is handed out.
+    /// Sleeps until `gen` is done or its lead is handed out. Sets [`WAITERS`] first: the
+    /// `futex` wait sleeps only while the word still holds the value with the bit, so a
+    /// leader that swapped the word before seeing the bit has already changed the value.
     fn wait(&self, gen: u64) {
         let word = self.word(gen);
+        let mut value = word.load(Ordering::Acquire);
         loop {
-            let value = word.load(Ordering::Acquire);
             if Self::done(value, gen) || value & LEAD != 0 {
                 return;
             }
+            if value & WAITERS == 0 {
+                let flagged = value | WAITERS;
+                let set =
+                    word.compare_exchange(value, flagged, Ordering::AcqRel, Ordering::Acquire);
+                if let Err(now) = set {
+                    value = now;
+                    continue;
+                }
+                value = flagged;
+            }
             atomic_wait::wait(word, value);
+            value = word.load(Ordering::Acquire);
         }
     }
 }
@@ -335,9 +360,11 @@ impl<S: Stage, C> Writer<S, C> {
         if group.sleepers > 0 {
             self.cohort.notify_all();
         }
-        self.words.mark_done(gen);
+        let waiting = self.words.mark_done(gen);
         drop(log);
-        self.words.wake_all(gen);
+        if waiting {
+            self.words.wake_all(gen);
+        }
     }
 }
 
@@ -515,16 +542,20 @@ mod tests {
             1u64,
             2,
             3,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 30) + 1,
             (1 << 31) - 1,
             1 << 31,
             (1 << 31) + 1,
             u64::MAX - 1,
         ] {
             assert!(Words::done(low(gen), gen), "{gen}");
+            assert!(Words::done(low(gen) | WAITERS, gen), "{gen}, waited for");
             assert!(Words::done(low(gen.wrapping_add(2)), gen), "{gen} + 2");
             assert!(!Words::done(low(gen.wrapping_sub(2)), gen), "{gen} - 2");
             assert!(
-                !Words::done(low(gen.wrapping_sub(2)) | LEAD, gen),
+                !Words::done(low(gen.wrapping_sub(2)) | LEAD | WAITERS, gen),
                 "lead {gen}"
             );
         }
@@ -582,11 +613,21 @@ mod tests {
     #[test]
     fn wait_returns_once_done_or_led() {
         let words = Words::default();
-        words.mark_done(1);
-        words.mark_done(3);
+        assert!(!words.mark_done(1), "no one waits");
+        assert!(!words.mark_done(3), "no one waits");
         words.wait(3);
         words.wait(1);
         words.word(4).fetch_or(LEAD, Ordering::AcqRel);
         words.wait(4);
+        // A waiter sets the bit, and the next generation done on its word says so.
+        std::thread::scope(|s| {
+            s.spawn(|| words.wait(5));
+            while words.word(5).load(Ordering::Acquire) & WAITERS == 0 {
+                std::thread::yield_now();
+            }
+            assert!(words.mark_done(5), "a thread waits for generation 5");
+            words.wake_all(5);
+        });
+        assert!(!words.mark_done(7), "no one waits any more");
     }
 }
