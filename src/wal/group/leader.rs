@@ -610,6 +610,15 @@ mod tests {
         assert!(g.deadline.is_none() && g.cohort_done());
     }
 
+    /// Spins until `cond` holds, failing after 10 s instead of hanging.
+    fn until(cond: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !cond() {
+            assert!(started.elapsed() < Duration::from_secs(10), "timed out");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn wait_returns_once_done_or_led() {
         let words = Words::default();
@@ -620,14 +629,28 @@ mod tests {
         words.word(4).fetch_or(LEAD, Ordering::AcqRel);
         words.wait(4);
         // A waiter sets the bit, and the next generation done on its word says so.
+        let flagged = |gen| until(|| words.word(gen).load(Ordering::Acquire) & WAITERS != 0);
         std::thread::scope(|s| {
             s.spawn(|| words.wait(5));
-            while words.word(5).load(Ordering::Acquire) & WAITERS == 0 {
-                std::thread::yield_now();
-            }
+            flagged(5);
             assert!(words.mark_done(5), "a thread waits for generation 5");
             words.wake_all(5);
         });
         assert!(!words.mark_done(7), "no one waits any more");
+        // The lead handed out and taken back (a claimant that panicked, and the waiter that
+        // claims after it) keeps the bit: the waiters still asleep are woken when the
+        // generation is done.
+        words.word(4).fetch_and(!LEAD, Ordering::AcqRel);
+        assert!(!words.mark_done(2) && !words.mark_done(4));
+        std::thread::scope(|s| {
+            s.spawn(|| words.wait(6));
+            s.spawn(|| words.wait(6));
+            flagged(6);
+            words.hand_lead(6);
+            words.wake_one(6);
+            words.word(6).fetch_and(!LEAD, Ordering::AcqRel);
+            assert!(words.mark_done(6), "the bit outlived the lead");
+            words.wake_all(6);
+        });
     }
 }
