@@ -30,11 +30,6 @@ fn open_tuned(segment_bytes: u64) -> (Arc<Wal>, Arc<Knobs>, MemStorage) {
     (Arc::new(wal), knobs, mem)
 }
 
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * p) as usize]
-}
-
 /// Two writers, one fast (closed loop), one rare (every 3 ms): the fast one's generations,
 /// which expect the rare one back, end at their deadline; the fast writer is never stuck. (How
 /// long it waits is a benchmark's question: `examples/wal_writers.rs` with a think time.)
@@ -66,10 +61,8 @@ fn a_rare_writer_delays_the_fast_one_by_at_most_the_cohort_cap() {
         stop.store(true, Ordering::Release);
         let rare_n = rare.join().expect("rare");
         let n = lat.len();
-        let p50 = percentile(&mut lat, 0.5);
-        let p99 = percentile(&mut lat, 0.99);
-        let max = *lat.last().unwrap();
-        eprintln!("fast: {n} appends, rare: {rare_n}; p50 {p50:?} p99 {p99:?} max {max:?}");
+        let max = lat.iter().max().copied().unwrap_or_default();
+        eprintln!("fast: {n} appends, rare: {rare_n}; the longest took {max:?}");
         // Liveness only: a generation that waited for the rare writer with no deadline would
         // still end when it comes back, so how long the fast one waits is left to the
         // benchmark; what fails here is a generation that never ends.
@@ -239,7 +232,9 @@ fn a_panic_in_a_group_leaders_sync_with_many_appenders_hangs_no_one() {
                 knobs.panic_write.store(true, Ordering::Release);
             }
             let panicked: usize = hs.into_iter().map(|h| h.join().expect("appender")).sum();
-            assert!(panicked <= 1, "one leader panicked: {panicked}");
+            // The knob fires once, in a leader's write or sync, on an appender's thread; no
+            // appender stops before the log is poisoned by it.
+            assert_eq!(panicked, 1, "one leader panicked");
             Arc::into_inner(wal).expect("last").close();
         });
     }

@@ -104,14 +104,11 @@ pub(super) struct Group<A> {
     back: f64,
     /// Participants the last generation done released.
     released: usize,
-    /// Participants of the last generation done that joined again before `window`.
+    /// Participants of the last generation done that joined again before `deadline`.
     returned: usize,
-    /// The end of the wait the last generation done allowed (whether or not the pending one
-    /// waits): what `back` is measured against.
-    window: Option<Instant>,
-    /// When the pending generation stops waiting for `want` participants: set when the last
-    /// generation was done ([`COHORT_WAIT_PERCENT`] of its sync later). `None`: it waits for
-    /// no one.
+    /// When the pending generation stops waiting for `want` participants, and what `back` is
+    /// measured against: [`COHORT_WAIT_PERCENT`] of the last sync after the last generation
+    /// was done (`None` after a panic). When it expects no one, `want` is already met.
     deadline: Option<Instant>,
     /// Threads asleep on `Writer::cohort`: the claimant, and a claimant of the last generation
     /// that was taken over and has not noticed yet.
@@ -131,7 +128,6 @@ impl<A> Default for Group<A> {
             back: 1.0,
             released: 0,
             returned: 0,
-            window: None,
             deadline: None,
             sleepers: 0,
         }
@@ -155,7 +151,7 @@ impl<A> Group<A> {
     /// pending acks before, for [`Group::joined`].
     pub(super) fn enter(&mut self, last: Option<u64>) -> usize {
         self.blocking += 1;
-        let back_in_time = || self.window.is_some_and(|w| Instant::now() <= w);
+        let back_in_time = || self.deadline.is_some_and(|d| Instant::now() <= d);
         if last == Some(self.done) && back_in_time() {
             self.returned += 1;
         }
@@ -184,8 +180,7 @@ impl<A> Group<A> {
         self.returned = 0;
         let expected = (released as f64 * self.back).round() as usize;
         self.want = self.blocking + expected;
-        self.window = wait.map(|w| Instant::now() + w);
-        self.deadline = self.window.filter(|_| expected > 0);
+        self.deadline = wait.map(|w| Instant::now() + w);
     }
 
     /// The pending generation has the participants it expects, or has waited long enough.
@@ -580,30 +575,28 @@ mod tests {
         }
         assert!(g.cohort_done());
         // They came back in time: generation 2's 3 are expected too. One comes back in time,
-        // one after the window, one from an older generation, and a new appender joins.
+        // one after the deadline, one from an older generation, and a new appender joins.
         (g.blocking, g.done) = (0, 2);
         g.expect_cohort(3, long);
         assert_eq!((g.back, g.want), (1.0, 3));
         g.enter(Some(2));
         g.enter(Some(1));
         g.enter(None);
-        g.window = Some(Instant::now() - Duration::from_millis(1));
+        g.deadline = Some(Instant::now() - Duration::from_millis(1));
         g.enter(Some(2));
         // One of 3 came back in time: of generation 3's 3, one is expected.
         (g.blocking, g.done) = (0, 3);
         g.expect_cohort(3, long);
         assert_eq!(g.want, 1);
         assert!(g.deadline.is_some() && !g.cohort_done());
-        let deadline = g.deadline;
+        // Past its deadline, it waits no more; nor does the late one count as back.
         g.deadline = Some(Instant::now() - Duration::from_millis(1));
         assert!(g.cohort_done(), "past its deadline, a cohort waits no more");
-        g.deadline = deadline;
-        // None of them comes back in time: generation 4's cohort waits for no one.
-        g.window = Some(Instant::now() - Duration::from_millis(1));
         g.enter(Some(3));
+        // None of them came back in time: generation 4's cohort waits for no one.
         (g.blocking, g.done) = (0, 4);
         g.expect_cohort(3, long);
-        assert_eq!((g.back, g.want, g.deadline), (0.0, 0, None));
+        assert_eq!((g.back, g.want), (0.0, 0));
         assert!(g.cohort_done());
         // Nor does a generation after a panic (no sync time).
         g.expect_cohort(3, None);
