@@ -394,7 +394,9 @@ fn child(args: &[String]) {
             let (mut took, mut ops) = (Duration::ZERO, 0);
             let mut next_seq = vec![0u64; threads];
             for _ in 0..SLICES {
-                let (t, n) = group(&*a, threads, slice, &payloads, &mut next_seq);
+                let (t, n) = a
+                    .run_group(slice, &mut next_seq)
+                    .unwrap_or_else(|| group(&*a, threads, slice, &payloads, &mut next_seq));
                 took += t;
                 ops += n;
                 raw.run(t, 5);

@@ -22,6 +22,8 @@ pub(super) const CTX_BULK_THREADS: usize = 4;
 pub(super) struct CtxWal {
     /// `Durability::Always` for the durable cases (false: `Never`, a diagnostic).
     pub(super) sync: bool,
+    /// Durable appends from tokio tasks (`Wal::append().await`) instead of threads.
+    pub(super) tasks: bool,
 }
 
 impl Appender for Wal {
@@ -90,6 +92,67 @@ impl System for CtxWal {
             },
             ..WalConfig::default()
         };
-        Box::new(Wal::open(Arc::new(FsStorage), dir, config).expect("open"))
+        let wal = Wal::open(Arc::new(FsStorage), dir, config).expect("open");
+        if !self.tasks {
+            return Box::new(wal);
+        }
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Box::new(TaskAppender {
+            wal: Arc::new(wal),
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .build()
+                .expect("runtime"),
+            payloads: Arc::new(Payloads::new()),
+        })
+    }
+}
+
+/// Durable appends from tokio tasks on a multi-thread runtime with one worker per CPU: the
+/// group cases run one task per writer instead of one thread.
+pub(super) struct TaskAppender {
+    /// Dropped (closed) before the runtime: fields drop in order, and every task holding a
+    /// clone was joined.
+    wal: Arc<Wal>,
+    runtime: tokio::runtime::Runtime,
+    /// The tasks' own copy of the (deterministic) payload pool: a spawned task outlives the
+    /// harness's borrow.
+    payloads: Arc<Payloads>,
+}
+
+impl Appender for TaskAppender {
+    fn append(&self, _thread: usize, _seq: u64, payload: &[u8; PAYLOAD]) {
+        let append = self.wal.append(payload.to_vec());
+        self.runtime.block_on(append).expect("append");
+    }
+
+    fn run_group(&self, dur: Duration, next_seq: &mut [u64]) -> Option<(Duration, u64)> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t = Section::start();
+        let tasks: Vec<_> = next_seq
+            .iter()
+            .map(|&first| {
+                let (wal, payloads, stop) = (self.wal.clone(), self.payloads.clone(), stop.clone());
+                self.runtime.spawn(async move {
+                    let mut seq = first;
+                    while !stop.load(Ordering::Relaxed) {
+                        seq += 1;
+                        wal.append(payloads.get(seq).to_vec())
+                            .await
+                            .expect("append");
+                    }
+                    seq
+                })
+            })
+            .collect();
+        std::thread::sleep(dur);
+        stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for (task, seq) in tasks.into_iter().zip(next_seq.iter_mut()) {
+            let last = self.runtime.block_on(task).expect("task");
+            total += last - *seq;
+            *seq = last;
+        }
+        Some((t.stop(), total))
     }
 }

@@ -12,6 +12,14 @@ use std::time::Duration;
 /// One durable append (or the peer's closest call) from writer `thread`, its `seq`-th (from 1).
 pub trait Appender: Sync {
     fn append(&self, thread: usize, seq: u64, payload: &[u8; PAYLOAD]);
+
+    /// A group case run by the appender itself, in place of `writers` threads each calling
+    /// [`Appender::append`] (None: the threads). Same contract as the harness's own group run:
+    /// closed-loop writers for `dur`, each going on from its sequence number in `next_seq`;
+    /// returns the time from the start to the last acknowledgement, and the appends.
+    fn run_group(&self, _dur: Duration, _next_seq: &mut [u64]) -> Option<(Duration, u64)> {
+        None
+    }
 }
 
 /// A system under test. `bulk` and `reopen` time their own section (opening a fresh store for
@@ -56,6 +64,14 @@ pub const SYSTEMS: &[Info] = &[
         durable_call: "Wal::append_blocking, Durability::Always: write groups on the appenders' threads; the leader writes the group, 1 fdatasync, wakes the rest with one futex wake",
         runs_durable: true,
         runs_bulk: true,
+        default: true,
+    },
+    Info {
+        name: "ctxlog-async",
+        durable: true,
+        durable_call: "Wal::append().await, Durability::Always, from 1, 16 or 64 tokio tasks (not threads) on a multi-thread runtime with one worker per CPU: the writer thread writes each batch, 1 fdatasync, acknowledgements wake tasks, not threads. Not the issue's workload (threads); shown for what the design does without a parked thread per commit",
+        runs_durable: true,
+        runs_bulk: false,
         default: true,
     },
     Info {
@@ -162,8 +178,18 @@ pub fn info(name: &str) -> Option<&'static Info> {
 pub fn system(name: &str) -> Box<dyn System> {
     match name {
         "raw" => Box::new(Raw),
-        "ctxlog" => Box::new(CtxWal { sync: true }),
-        "ctxlog-nosync" => Box::new(CtxWal { sync: false }),
+        "ctxlog" => Box::new(CtxWal {
+            sync: true,
+            tasks: false,
+        }),
+        "ctxlog-async" => Box::new(CtxWal {
+            sync: true,
+            tasks: true,
+        }),
+        "ctxlog-nosync" => Box::new(CtxWal {
+            sync: false,
+            tasks: false,
+        }),
         "ctxlog-engine" => Box::new(CtxEngine),
         "raft-engine" => Box::new(RaftEngine { compress: true }),
         "raft-engine-nolz4" => Box::new(RaftEngine { compress: false }),
