@@ -275,6 +275,98 @@ fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
     });
 }
 
+/// Payload `i` of the rotation tests: 4,000 bytes, so that a segment holds a few dozen.
+fn big(i: usize) -> Vec<u8> {
+    let mut p = format!("record {i};").into_bytes();
+    p.resize(4000, b'r');
+    p
+}
+
+/// How many [`big`] records the first segment of a fresh log takes: the next one rotates.
+fn records_per_segment() -> usize {
+    let wal = open(&MemStorage::new());
+    let mut n = 0;
+    while wal.reader().segments().len() == 1 {
+        wal.append_blocking(big(n)).expect("append");
+        n += 1;
+    }
+    wal.close();
+    n - 1
+}
+
+/// A `Storage` that panics in the `fdatasync` of a rotation (before the full segment is
+/// sealed), from a blocking appender (`blocking`) or from the writer thread (an async
+/// appender): the log is poisoned, so that nothing is appended to a segment that the rotation
+/// left in a state nobody knows; nothing acknowledged is lost.
+fn panic_in_rotation(blocking: bool) {
+    let ctx = if blocking { "blocking" } else { "async" };
+    let k = records_per_segment();
+    let mem = MemStorage::new();
+    let (storage, knobs) = Tuned::new(mem.clone());
+    let wal = Arc::new(Wal::open(storage, Path::new(DIR), config()).expect("open"));
+    for i in 0..k {
+        wal.append_blocking(big(i)).expect("append");
+    }
+    assert_eq!(
+        wal.reader().segments().len(),
+        1,
+        "{ctx}: the next record rotates"
+    );
+    knobs.panic_sync.store(true, Ordering::Release);
+    let w = Arc::clone(&wal);
+    let rotating = within(30, "the append that rotates", move || {
+        if blocking {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                w.append_blocking(big(k))
+            }));
+            r.map_err(|_| "panicked".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        } else {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            rt.block_on(w.append(big(k))).map_err(|e| e.to_string())
+        }
+    });
+    assert!(rotating.is_err(), "{ctx}: the rotating append failed");
+    assert!(
+        !knobs.panic_sync.load(Ordering::Acquire),
+        "{ctx}: the storage panicked"
+    );
+    assert_eq!(
+        wal.reader().segments().len(),
+        1,
+        "{ctx}: no segment created"
+    );
+    let w = Arc::clone(&wal);
+    let later = within(30, "an append after the panic", move || {
+        w.append_blocking(b"later".to_vec())
+    });
+    assert!(
+        matches!(later, Err(WalError::Poisoned { .. })),
+        "{ctx}: the log refuses appends after a rotation panicked ({later:?})"
+    );
+    within(30, "close after the panic", move || {
+        Arc::into_inner(wal).expect("last handle").close()
+    });
+    let recs = after_power_loss(&mem);
+    let want: BTreeMap<u64, Vec<u8>> = (0..k).map(|i| (i as u64 + 1, big(i))).collect();
+    assert_eq!(
+        recs, want,
+        "{ctx}: exactly the acknowledged records survive"
+    );
+}
+
+#[test]
+fn a_panic_in_a_blocking_appenders_rotation_poisons_the_log() {
+    panic_in_rotation(true);
+}
+
+#[test]
+fn a_panic_in_the_writer_threads_rotation_poisons_the_log() {
+    panic_in_rotation(false);
+}
+
 fn start(mem: &MemStorage) -> (GroupCommit<Req>, Arc<AtomicUsize>) {
     let (writer, _reader, _report) =
         open_log(Arc::new(mem.clone()), Path::new(DIR), config()).expect("open_log");

@@ -133,6 +133,21 @@ impl Shared {
     /// have dropped dirty pages that reads still return, so the next open must write the
     /// active segment's records again before it trusts them (see recovery).
     pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
+        if self.mark_poisoned(op, kind) {
+            self.leave_poison_marker(op, kind);
+        }
+    }
+
+    /// Poisons the log if dropped while its thread unwinds: a `Storage` (the trait is public)
+    /// that panicked part-way through `op` left the files in a state nobody knows. Such a
+    /// poison leaves no marker on disk: calling the storage again mid-unwind could panic again,
+    /// which aborts the process. Recovery still checks every record of the tail at the next open.
+    pub fn poison_on_unwind(&self, op: &'static str) -> PoisonOnUnwind<'_> {
+        PoisonOnUnwind { shared: self, op }
+    }
+
+    /// Records the first cause and raises the flag. Returns whether this was the first.
+    fn mark_poisoned(&self, op: &'static str, kind: io::ErrorKind) -> bool {
         let first = {
             let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
             let first = p.is_none();
@@ -143,9 +158,7 @@ impl Shared {
             first
         };
         self.poisoned.store(true, Ordering::Release);
-        if first {
-            self.leave_poison_marker(op, kind);
-        }
+        first
     }
 
     fn leave_poison_marker(&self, op: &'static str, kind: io::ErrorKind) {
@@ -185,5 +198,19 @@ impl Shared {
             _ => self.poison("write", io::ErrorKind::Other),
         }
         err
+    }
+}
+
+/// See [`Shared::poison_on_unwind`].
+pub struct PoisonOnUnwind<'a> {
+    shared: &'a Shared,
+    op: &'static str,
+}
+
+impl Drop for PoisonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.mark_poisoned(self.op, io::ErrorKind::Other);
+        }
     }
 }

@@ -48,7 +48,10 @@ fn timed_sync(
     Counters::add(&shared.counters.syncs, 1);
     metrics::counter!(crate::telemetry::FSYNCS).increment(1);
     let started = std::time::Instant::now();
-    let result = file.sync_data();
+    let result = {
+        let _unknown = shared.poison_on_unwind("fdatasync");
+        file.sync_data()
+    };
     metrics::histogram!(crate::telemetry::FSYNC_LATENCY).record(started.elapsed().as_secs_f64());
     result.map_err(|e| shared.poison_with(WalError::io("fdatasync", path)(e)))
 }
@@ -157,7 +160,10 @@ impl LogWriter {
         }
         self.shared.check_poison()?;
         let a = &mut self.active;
-        let result = a.file.write_all_at(&self.buf, a.pos);
+        let result = {
+            let _unknown = self.shared.poison_on_unwind("write");
+            a.file.write_all_at(&self.buf, a.pos)
+        };
         if let Err(e) = result {
             self.buf.clear();
             return Err(self.shared.poison_with(WalError::io("write", &a.path)(e)));
@@ -194,8 +200,14 @@ impl LogWriter {
 
     /// Writes and syncs what is buffered, seals the active segment and starts the next one.
     fn rotate(&mut self) -> Result<(), WalError> {
-        let result = self.try_rotate();
-        result.map_err(|e| self.shared.poison_with(e))
+        let shared = Arc::clone(&self.shared);
+        let result = {
+            // A panic half-way leaves a segment sealed, or one created, that the table and
+            // `active` do not know of.
+            let _unknown = shared.poison_on_unwind("rotate");
+            self.try_rotate()
+        };
+        result.map_err(|e| shared.poison_with(e))
     }
 
     fn try_rotate(&mut self) -> Result<(), WalError> {
