@@ -346,6 +346,13 @@ fn panic_in_rotation(blocking: bool) {
         matches!(later, Err(WalError::Poisoned { .. })),
         "{ctx}: the log refuses appends after a rotation panicked ({later:?})"
     );
+    // Left by the refused append, not while unwinding: the next open writes the active
+    // segment again before it trusts what reads return.
+    let marker = Path::new(DIR).join("wal").join("POISONED");
+    assert!(
+        ctxlog::storage::Storage::exists(&mem, &marker),
+        "{ctx}: the poison marker was left"
+    );
     within(30, "close after the panic", move || {
         Arc::into_inner(wal).expect("last handle").close()
     });

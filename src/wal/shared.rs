@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     pub table: RwLock<Table>,
     poisoned: AtomicBool,
     poison: Mutex<Option<(&'static str, io::ErrorKind)>>,
+    /// A panic poisoned the log and its `POISONED` marker is still to be left (see
+    /// [`Shared::poison_on_unwind`]).
+    marker_due: AtomicBool,
     /// Held across every `fdatasync` of a segment, with the poison check before it and the
     /// poisoning after a failure (`writer::timed_sync`). Linux reports a writeback error to
     /// one `fsync` of a file and marks the failed pages clean, so a second thread syncing the
@@ -115,6 +118,7 @@ impl Shared {
             table: RwLock::new(table),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
+            marker_due: AtomicBool::new(false),
             sync_lock: Mutex::new(()),
             counters: Counters::default(),
         }
@@ -139,9 +143,11 @@ impl Shared {
     }
 
     /// Poisons the log if dropped while its thread unwinds: a `Storage` (the trait is public)
-    /// that panicked part-way through `op` left the files in a state nobody knows. Such a
-    /// poison leaves no marker on disk: calling the storage again mid-unwind could panic again,
-    /// which aborts the process. Recovery still checks every record of the tail at the next open.
+    /// that panicked part-way through `op` left the files in a state nobody knows (a sync
+    /// that panicked may have lost pages that reads still return, as a failed one does). The
+    /// `POISONED` marker is left later, by the next poison check (an append, close) or when
+    /// the log is dropped: calling the storage again mid-unwind could panic again, which
+    /// aborts the process.
     pub fn poison_on_unwind(&self, op: &'static str) -> PoisonOnUnwind<'_> {
         PoisonOnUnwind { shared: self, op }
     }
@@ -182,7 +188,17 @@ impl Shared {
         if !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.leave_marker_if_due();
         Err(self.poison_error())
+    }
+
+    /// Leaves the marker of a poison that a panic caused, unless this thread is unwinding.
+    fn leave_marker_if_due(&self) {
+        if !std::thread::panicking() && self.marker_due.swap(false, Ordering::AcqRel) {
+            let (op, kind) = (self.poison.lock().unwrap_or_else(|e| e.into_inner()))
+                .unwrap_or(("write", io::ErrorKind::Other));
+            self.leave_poison_marker(op, kind);
+        }
     }
 
     pub fn poison_error(&self) -> WalError {
@@ -209,8 +225,15 @@ pub struct PoisonOnUnwind<'a> {
 
 impl Drop for PoisonOnUnwind<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.shared.mark_poisoned(self.op, io::ErrorKind::Other);
+        if std::thread::panicking() && self.shared.mark_poisoned(self.op, io::ErrorKind::Other) {
+            self.shared.marker_due.store(true, Ordering::Release);
         }
+    }
+}
+
+impl Drop for Shared {
+    /// A poison no check saw since a panic caused it still leaves its marker.
+    fn drop(&mut self) {
+        self.leave_marker_if_due();
     }
 }
