@@ -294,12 +294,21 @@ fn records_per_segment() -> usize {
     n - 1
 }
 
-/// A `Storage` that panics in the `fdatasync` of a rotation (before the full segment is
-/// sealed), from a blocking appender (`blocking`) or from the writer thread (an async
-/// appender): the log is poisoned, so that nothing is appended to a segment that the rotation
-/// left in a state nobody knows; nothing acknowledged is lost.
-fn panic_in_rotation(blocking: bool) {
-    let ctx = if blocking { "blocking" } else { "async" };
+/// Where a rotation's storage panics.
+#[derive(Debug, Clone, Copy)]
+enum RotationPanic {
+    /// The `fdatasync` of the full segment, before it is sealed.
+    Sync,
+    /// The seal (`set_len`), between two syncs: only the rotation's own guard sees it.
+    Seal,
+}
+
+/// A `Storage` that panics in a rotation, from a blocking appender (`blocking`) or from the
+/// writer thread (an async appender): the log is poisoned and leaves its marker, so that
+/// nothing is appended to a segment that the rotation left in a state nobody knows; nothing
+/// acknowledged is lost.
+fn panic_in_rotation(blocking: bool, at: RotationPanic) {
+    let ctx = format!("{} {at:?}", if blocking { "blocking" } else { "async" });
     let k = records_per_segment();
     let mem = MemStorage::new();
     let (storage, knobs) = Tuned::new(mem.clone());
@@ -312,7 +321,11 @@ fn panic_in_rotation(blocking: bool) {
         1,
         "{ctx}: the next record rotates"
     );
-    knobs.panic_sync.store(true, Ordering::Release);
+    let knob = match at {
+        RotationPanic::Sync => &knobs.panic_sync,
+        RotationPanic::Seal => &knobs.panic_set_len,
+    };
+    knob.store(true, Ordering::Release);
     let w = Arc::clone(&wal);
     let rotating = within(30, "the append that rotates", move || {
         if blocking {
@@ -329,10 +342,7 @@ fn panic_in_rotation(blocking: bool) {
         }
     });
     assert!(rotating.is_err(), "{ctx}: the rotating append failed");
-    assert!(
-        !knobs.panic_sync.load(Ordering::Acquire),
-        "{ctx}: the storage panicked"
-    );
+    assert!(!knob.load(Ordering::Acquire), "{ctx}: the storage panicked");
     assert_eq!(
         wal.reader().segments().len(),
         1,
@@ -346,8 +356,7 @@ fn panic_in_rotation(blocking: bool) {
         matches!(later, Err(WalError::Poisoned { .. })),
         "{ctx}: the log refuses appends after a rotation panicked ({later:?})"
     );
-    // Left by the refused append, not while unwinding: the next open writes the active
-    // segment again before it trusts what reads return.
+    // The next open writes the active segment again before it trusts what reads return.
     let marker = Path::new(DIR).join("wal").join("POISONED");
     assert!(
         ctxlog::storage::Storage::exists(&mem, &marker),
@@ -366,12 +375,42 @@ fn panic_in_rotation(blocking: bool) {
 
 #[test]
 fn a_panic_in_a_blocking_appenders_rotation_poisons_the_log() {
-    panic_in_rotation(true);
+    panic_in_rotation(true, RotationPanic::Sync);
+    panic_in_rotation(true, RotationPanic::Seal);
 }
 
 #[test]
 fn a_panic_in_the_writer_threads_rotation_poisons_the_log() {
-    panic_in_rotation(false);
+    panic_in_rotation(false, RotationPanic::Sync);
+    panic_in_rotation(false, RotationPanic::Seal);
+}
+
+/// An append from a `Drop` that runs while the application unwinds from its own panic
+/// commits, and poisons nothing: the log's unwind guards count only panics of its storage.
+#[test]
+fn an_append_from_a_drop_during_an_unrelated_panic_poisons_nothing() {
+    struct AppendOnDrop(Arc<Wal>, Arc<Mutex<Option<Result<Appended, WalError>>>>);
+    impl Drop for AppendOnDrop {
+        fn drop(&mut self) {
+            let r = self.0.append_blocking(b"from a drop".to_vec());
+            *self.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        }
+    }
+    let mem = MemStorage::new();
+    let wal = Arc::new(open(&mem));
+    let got = Arc::new(Mutex::new(None));
+    let (w, g) = (Arc::clone(&wal), Arc::clone(&got));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _guard = AppendOnDrop(w, g);
+        panic!("the application panics");
+    }));
+    assert!(unwound.is_err());
+    let in_drop = got.lock().unwrap_or_else(|e| e.into_inner()).take();
+    assert!(matches!(in_drop, Some(Ok(_))), "{in_drop:?}");
+    wal.append_blocking(b"after".to_vec())
+        .expect("the log is not poisoned");
+    Arc::into_inner(wal).expect("last handle").close();
+    assert_eq!(after_power_loss(&mem).len(), 2);
 }
 
 fn start(mem: &MemStorage) -> (GroupCommit<Req>, Arc<AtomicUsize>) {

@@ -52,9 +52,6 @@ pub(crate) struct Shared {
     pub table: RwLock<Table>,
     poisoned: AtomicBool,
     poison: Mutex<Option<(&'static str, io::ErrorKind)>>,
-    /// A panic poisoned the log and its `POISONED` marker is still to be left (see
-    /// [`Shared::poison_on_unwind`]).
-    marker_due: AtomicBool,
     /// Held across every `fdatasync` of a segment, with the poison check before it and the
     /// poisoning after a failure (`writer::timed_sync`). Linux reports a writeback error to
     /// one `fsync` of a file and marks the failed pages clean, so a second thread syncing the
@@ -118,7 +115,6 @@ impl Shared {
             table: RwLock::new(table),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
-            marker_due: AtomicBool::new(false),
             sync_lock: Mutex::new(()),
             counters: Counters::default(),
         }
@@ -142,14 +138,34 @@ impl Shared {
         }
     }
 
-    /// Poisons the log if dropped while its thread unwinds: a `Storage` (the trait is public)
-    /// that panicked part-way through `op` left the files in a state nobody knows (a sync
-    /// that panicked may have lost pages that reads still return, as a failed one does). The
-    /// `POISONED` marker is left later, by the next poison check (an append, close) or when
-    /// the log is dropped: calling the storage again mid-unwind could panic again, which
-    /// aborts the process.
+    /// Poisons the log if dropped while its thread unwinds from a panic that started after
+    /// this call: a `Storage` (the trait is public) that panicked part-way through `op` left
+    /// the files in a state nobody knows, and a sync that panicked may have lost pages that
+    /// reads still return, as a failed one does. So it leaves the `POISONED` marker too (see
+    /// [`Shared::poison_unwinding`]). A guard made while the thread already unwinds (an append
+    /// from a `Drop` during an application's panic) poisons nothing.
     pub fn poison_on_unwind(&self, op: &'static str) -> PoisonOnUnwind<'_> {
-        PoisonOnUnwind { shared: self, op }
+        PoisonOnUnwind {
+            shared: self,
+            op,
+            armed: !std::thread::panicking(),
+        }
+    }
+
+    /// [`Shared::poison`] from a thread that is unwinding: a storage that panics again while
+    /// the marker is written is caught here (a panic escaping a `Drop` mid-unwind would abort
+    /// the process); the log is poisoned either way.
+    pub fn poison_unwinding(&self, op: &'static str) {
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.poison(op, io::ErrorKind::Other)
+        }));
+        if poisoned.is_err() {
+            self.mark_poisoned(op, io::ErrorKind::Other);
+            tracing::error!(
+                op,
+                "the storage panicked again while the poison marker was left"
+            );
+        }
     }
 
     /// Records the first cause and raises the flag. Returns whether this was the first.
@@ -188,17 +204,7 @@ impl Shared {
         if !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.leave_marker_if_due();
         Err(self.poison_error())
-    }
-
-    /// Leaves the marker of a poison that a panic caused, unless this thread is unwinding.
-    fn leave_marker_if_due(&self) {
-        if !std::thread::panicking() && self.marker_due.swap(false, Ordering::AcqRel) {
-            let (op, kind) = (self.poison.lock().unwrap_or_else(|e| e.into_inner()))
-                .unwrap_or(("write", io::ErrorKind::Other));
-            self.leave_poison_marker(op, kind);
-        }
     }
 
     pub fn poison_error(&self) -> WalError {
@@ -221,19 +227,14 @@ impl Shared {
 pub struct PoisonOnUnwind<'a> {
     shared: &'a Shared,
     op: &'static str,
+    /// The thread was not unwinding when the guard was made.
+    armed: bool,
 }
 
 impl Drop for PoisonOnUnwind<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.shared.mark_poisoned(self.op, io::ErrorKind::Other) {
-            self.shared.marker_due.store(true, Ordering::Release);
+        if self.armed && std::thread::panicking() {
+            self.shared.poison_unwinding(self.op);
         }
-    }
-}
-
-impl Drop for Shared {
-    /// A poison no check saw since a panic caused it still leaves its marker.
-    fn drop(&mut self) {
-        self.leave_marker_if_due();
     }
 }

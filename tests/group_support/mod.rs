@@ -33,6 +33,8 @@ pub struct Knobs {
     pub seed: AtomicU64,
     pub panic_sync: AtomicBool,
     pub panic_write: AtomicBool,
+    /// Panics in the next `set_len` (a rotation's seal, among others).
+    pub panic_set_len: AtomicBool,
 }
 
 impl Knobs {
@@ -54,7 +56,7 @@ impl Knobs {
     }
 }
 
-/// `MemStorage` whose files sleep in each sync, and panic in a write or a sync when told (a
+/// `MemStorage` whose files sleep in each sync, and panic in a write, a sync or a `set_len` when told (a
 /// buggy `Storage`: the trait is public).
 #[derive(Debug)]
 pub struct Tuned {
@@ -92,6 +94,9 @@ impl StorageFile for TunedFile {
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> std::io::Result<()> {
+        if self.knobs.panic_set_len.swap(false, Ordering::AcqRel) {
+            panic!("storage set_len panics");
+        }
         self.inner.set_len(len)
     }
     fn map(&self) -> std::io::Result<Mapped> {

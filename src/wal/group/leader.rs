@@ -321,10 +321,7 @@ impl<S: Stage, C> Drop for Leading<'_, S, C> {
                 self.writer.words.wake_one(self.gen);
             }
         } else {
-            self.writer
-                .pipeline
-                .shared
-                .poison("write", std::io::ErrorKind::Other);
+            self.writer.pipeline.shared.poison_unwinding("write");
             self.writer.finish(log, self.gen, 0, None);
         }
     }
