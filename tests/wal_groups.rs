@@ -247,7 +247,8 @@ fn a_failed_sync_in_a_group_fails_it_and_everything_after_and_keeps_what_was_ack
 
 #[test]
 fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
-    let (storage, knobs) = Tuned::new(MemStorage::new());
+    let mem = MemStorage::new();
+    let (storage, knobs) = Tuned::new(mem.clone());
     let config = WalConfig {
         durability: Durability::Always,
         ..WalConfig::default()
@@ -262,15 +263,28 @@ fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
         }))
     });
     assert!(first.is_err(), "the leader's write panicked");
+    refuses_appends_then_closes(wal, &mem, "a panicked leader's write");
+    assert_eq!(after_power_loss(&mem).len(), 1, "the acknowledged record");
+}
+
+/// After a storage panic: the log refuses appends (what reached the files is unknown), left
+/// its `POISONED` marker (the next open writes the active segment again before it trusts what
+/// reads return), and closes without hanging.
+fn refuses_appends_then_closes(wal: Arc<Wal>, mem: &MemStorage, ctx: &str) {
     let w = Arc::clone(&wal);
-    let later = within(30, "an append after the panicked leader", move || {
+    let later = within(30, "an append after the panic", move || {
         w.append_blocking(b"later".to_vec())
     });
     assert!(
         matches!(later, Err(WalError::Poisoned { .. })),
-        "what reached the file is unknown: the log refuses appends ({later:?})"
+        "{ctx}: the log refuses appends ({later:?})"
     );
-    within(30, "close after the panicked leader", move || {
+    let marker = Path::new(DIR).join("wal").join("POISONED");
+    assert!(
+        ctxlog::storage::Storage::exists(mem, &marker),
+        "{ctx}: the poison marker was left"
+    );
+    within(30, "close after the panic", move || {
         Arc::into_inner(wal).expect("last handle").close()
     });
 }
@@ -301,6 +315,9 @@ enum RotationPanic {
     Sync,
     /// The seal (`set_len`), between two syncs: only the rotation's own guard sees it.
     Seal,
+    /// That `fdatasync`, and again the write of the poison marker: a second panic while the
+    /// thread unwinds, which would abort the process if it escaped the guard.
+    SyncThenMarker,
 }
 
 /// A `Storage` that panics in a rotation, from a blocking appender (`blocking`) or from the
@@ -322,10 +339,14 @@ fn panic_in_rotation(blocking: bool, at: RotationPanic) {
         "{ctx}: the next record rotates"
     );
     let knob = match at {
-        RotationPanic::Sync => &knobs.panic_sync,
+        RotationPanic::Sync | RotationPanic::SyncThenMarker => &knobs.panic_sync,
         RotationPanic::Seal => &knobs.panic_set_len,
     };
     knob.store(true, Ordering::Release);
+    // The rotation writes nothing before its sync (this appender's record is not encoded
+    // yet), so the next write is the marker's.
+    let twice = matches!(at, RotationPanic::SyncThenMarker);
+    knobs.panic_write.store(twice, Ordering::Release);
     let w = Arc::clone(&wal);
     let rotating = within(30, "the append that rotates", move || {
         if blocking {
@@ -343,28 +364,16 @@ fn panic_in_rotation(blocking: bool, at: RotationPanic) {
     });
     assert!(rotating.is_err(), "{ctx}: the rotating append failed");
     assert!(!knob.load(Ordering::Acquire), "{ctx}: the storage panicked");
+    assert!(
+        !knobs.panic_write.load(Ordering::Acquire),
+        "{ctx}: and the marker's write panicked, if asked to"
+    );
     assert_eq!(
         wal.reader().segments().len(),
         1,
         "{ctx}: no segment created"
     );
-    let w = Arc::clone(&wal);
-    let later = within(30, "an append after the panic", move || {
-        w.append_blocking(b"later".to_vec())
-    });
-    assert!(
-        matches!(later, Err(WalError::Poisoned { .. })),
-        "{ctx}: the log refuses appends after a rotation panicked ({later:?})"
-    );
-    // The next open writes the active segment again before it trusts what reads return.
-    let marker = Path::new(DIR).join("wal").join("POISONED");
-    assert!(
-        ctxlog::storage::Storage::exists(&mem, &marker),
-        "{ctx}: the poison marker was left"
-    );
-    within(30, "close after the panic", move || {
-        Arc::into_inner(wal).expect("last handle").close()
-    });
+    refuses_appends_then_closes(wal, &mem, &ctx);
     let recs = after_power_loss(&mem);
     let want: BTreeMap<u64, Vec<u8>> = (0..k).map(|i| (i as u64 + 1, big(i))).collect();
     assert_eq!(
@@ -377,12 +386,14 @@ fn panic_in_rotation(blocking: bool, at: RotationPanic) {
 fn a_panic_in_a_blocking_appenders_rotation_poisons_the_log() {
     panic_in_rotation(true, RotationPanic::Sync);
     panic_in_rotation(true, RotationPanic::Seal);
+    panic_in_rotation(true, RotationPanic::SyncThenMarker);
 }
 
 #[test]
 fn a_panic_in_the_writer_threads_rotation_poisons_the_log() {
     panic_in_rotation(false, RotationPanic::Sync);
     panic_in_rotation(false, RotationPanic::Seal);
+    panic_in_rotation(false, RotationPanic::SyncThenMarker);
 }
 
 /// An append from a `Drop` that runs while the application unwinds from its own panic

@@ -156,14 +156,17 @@ impl Shared {
     /// the marker is written is caught here (a panic escaping a `Drop` mid-unwind would abort
     /// the process); the log is poisoned either way.
     pub fn poison_unwinding(&self, op: &'static str) {
-        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.poison(op, io::ErrorKind::Other)
+        let kind = io::ErrorKind::Other;
+        if !self.mark_poisoned(op, kind) {
+            return;
+        }
+        let marker = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.leave_poison_marker(op, kind)
         }));
-        if poisoned.is_err() {
-            self.mark_poisoned(op, io::ErrorKind::Other);
+        if marker.is_err() {
             tracing::error!(
                 op,
-                "the storage panicked again while the poison marker was left"
+                "the storage panicked again while leaving the poison marker"
             );
         }
     }
