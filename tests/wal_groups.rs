@@ -8,18 +8,21 @@
 //! - `close` while blocking and async appenders run: nothing hangs, nothing is appended after
 //!   it returned, every ack survives a power loss and acks go out in offset order;
 //! - a panic in the leader's write (a `Storage` is user code) poisons the log and leaves no
-//!   appender, and not close, waiting.
+//!   appender, and not close, waiting; a panic on the writer thread leaves no sync running
+//!   once close returned.
 
 mod group_support;
 
 use ctxlog::storage::{CrashMode, FaultKind, FaultOp, MemStorage};
 use ctxlog::wal::{open_log, Appended, Durability, GroupCommit, Reached, Wal, WalConfig, WalError};
 use ctxlog::Offset;
-use group_support::{async_append, blocking_append, within, RecCompleter, RecStage, Req, Tuned};
+use group_support::{
+    async_append, blocking_append, within, Knobs, RecCompleter, RecStage, Req, Tuned,
+};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -265,6 +268,107 @@ fn a_panic_in_the_leaders_write_poisons_the_log_and_hangs_no_one() {
     assert!(first.is_err(), "the leader's write panicked");
     refuses_appends_then_closes(wal, &mem, "a panicked leader's write");
     assert_eq!(after_power_loss(&mem).len(), 1, "the acknowledged record");
+}
+
+/// A panic on the writer thread (its write) while the sync thread is inside an `fdatasync`:
+/// `close` returns only once that sync is over and the sync and ack threads are gone, so none
+/// of them can touch the store after its lock is released. Before, the panic detached them.
+#[test]
+fn a_panic_on_the_writer_thread_leaves_no_sync_running_after_close() {
+    let mem = MemStorage::new();
+    let (storage, knobs) = Tuned::new(mem.clone());
+    let config = WalConfig {
+        // One request per batch (the records are bigger than the smallest batch): the writer
+        // thread writes the next while the sync thread syncs the one before.
+        batch_bytes_max: 4096,
+        record_bytes_max: 8192,
+        segment_bytes: 1 << 20,
+        ..config()
+    };
+    let (writer, _reader, _report) = open_log(storage, Path::new(DIR), config).expect("open_log");
+    let completer = RecCompleter {
+        last_ok: 0,
+        out_of_order: Arc::new(AtomicUsize::new(0)),
+    };
+    let gc = Arc::new(GroupCommit::start(writer, RecStage, completer));
+    knobs.sync_us.store(200_000, Ordering::Release);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // Appends arrive one per millisecond, not waiting for each other's acks, so that the
+    // writer thread always has the next one to write while the sync thread syncs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = runtime.spawn({
+        let (gc, stop) = (Arc::clone(&gc), Arc::clone(&stop));
+        async move {
+            let mut tasks = Vec::new();
+            for i in 0..20_000u32 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let gc = Arc::clone(&gc);
+                tasks.push(tokio::spawn(async move {
+                    async_append(&gc, vec![i as u8; 4100]).await
+                }));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tasks
+        }
+    });
+    let wait_for = |what: &'static str, done: fn(&Knobs) -> bool| {
+        let knobs = Arc::clone(&knobs);
+        within(30, what, move || {
+            while !done(&knobs) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        })
+    };
+    // While the sync thread syncs, the writer thread does not sync itself: it writes.
+    wait_for("a sync on the sync thread", |k| {
+        k.syncing_on_sync_thread.load(Ordering::Acquire) > 0
+    });
+    knobs.panic_write.store(true, Ordering::Release);
+    wait_for("the writer thread's panic", |k| {
+        !k.panic_write.load(Ordering::Acquire)
+    });
+    stop.store(true, Ordering::Release);
+    assert!(
+        knobs.syncing_on_sync_thread.load(Ordering::Acquire) > 0,
+        "the writer thread panicked while the sync thread synced"
+    );
+    let g = Arc::clone(&gc);
+    within(30, "close after the writer thread's panic", move || {
+        g.close()
+    });
+    assert_eq!(
+        knobs.syncing.load(Ordering::Acquire),
+        0,
+        "no sync is in progress once close returned"
+    );
+    let syncs = knobs.syncs.load(Ordering::Acquire);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        knobs.syncs.load(Ordering::Acquire),
+        syncs,
+        "and none begins after it"
+    );
+    let outcomes = runtime.block_on(async {
+        let mut out = Vec::new();
+        for t in producer.await.expect("producer") {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
+    assert!(
+        outcomes.iter().any(|r| r.is_err()),
+        "the appends the panic caught failed"
+    );
+    let recs = after_power_loss(&mem);
+    for o in outcomes.iter().flatten() {
+        assert!(recs.contains_key(o), "ack {o} survives a power loss");
+    }
 }
 
 /// After a storage panic: the log refuses appends (what reached the files is unknown), left

@@ -345,11 +345,62 @@ fn sync_due(sent: &mut (u64, u64), written: &Written, every: u64) -> bool {
     due
 }
 
+/// The writer thread's sync, ack and writeback threads. Stopping them closes the channel to
+/// them first and then joins them, once the writer thread leaves its loop, normally or by
+/// unwinding (`Drop`): no sync of theirs may run (or poison the log) after the writer thread
+/// has released the store, and a panic on it would otherwise detach them.
+struct Helpers<A> {
+    to_sync: Option<ToSync<A>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<A> Helpers<A> {
+    fn stop(&mut self) {
+        drop(self.to_sync.take());
+        join(std::mem::take(&mut self.threads));
+    }
+}
+
+impl<A> Drop for Helpers<A> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     writer: Arc<Writer<S, C>>,
-    mut rx: tokio::sync::mpsc::Receiver<S::Request>,
+    rx: tokio::sync::mpsc::Receiver<S::Request>,
     to_sync: ToSync<S::Ack>,
-    helpers: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+) {
+    let mut helpers = Helpers {
+        to_sync: Some(to_sync),
+        threads,
+    };
+    if let Some(to_sync) = &helpers.to_sync {
+        write_loop(&writer, rx, to_sync);
+    }
+    // Closing. First the helper threads finish what they were given (synced, acknowledged).
+    helpers.stop();
+    // Then commit what a write group has pending, make everything written durable, whatever
+    // the mode, and release the log (and with it the store's lock) so that no appender can
+    // append any more.
+    let core = writer.drain_group().core.take();
+    if let Some(mut core) = core {
+        if core.log.shared.check_poison().is_ok() {
+            if let Err(e) = core.log.flush_and_sync() {
+                tracing::error!(error = %e, "final sync at close failed");
+            }
+        }
+    }
+}
+
+/// Takes requests until the queue closes (or the sync thread is gone): writes them in
+/// batches, and hands each batch on to be synced and acknowledged.
+fn write_loop<S: Stage, C: Completer<Ack = S::Ack>>(
+    writer: &Writer<S, C>,
+    mut rx: tokio::sync::mpsc::Receiver<S::Request>,
+    to_sync: &ToSync<S::Ack>,
 ) {
     let pipeline = &writer.pipeline;
     let mut sent_to_sync = (0, 0);
@@ -380,7 +431,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
         let acks = std::mem::take(acks);
         let batch = core.write(acks);
         let alone = rx.is_empty() && pipeline.in_flight.load(Ordering::Acquire) == 0;
-        let sent = match &to_sync {
+        let sent = match to_sync {
             ToSync::Batches(tx) if !alone => {
                 pipeline.in_flight.fetch_add(1, Ordering::AcqRel);
                 tx.send(batch).is_ok()
@@ -400,21 +451,6 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
         drop(guard);
         if !sent {
             break;
-        }
-    }
-    // Closing. First the helper threads finish what they were given (synced, acknowledged),
-    // so that no sync of theirs runs (or poisons the log) after the store's lock is released.
-    drop(to_sync);
-    join(helpers);
-    // Then commit what a write group has pending, make everything written durable, whatever
-    // the mode, and release the log (and with it the store's lock) so that no appender can
-    // append any more.
-    let core = writer.drain_group().core.take();
-    if let Some(mut core) = core {
-        if core.log.shared.check_poison().is_ok() {
-            if let Err(e) = core.log.flush_and_sync() {
-                tracing::error!(error = %e, "final sync at close failed");
-            }
         }
     }
 }

@@ -26,7 +26,8 @@ impl Tuned {
 /// What the wrapped storage does to every file.
 #[derive(Debug, Default)]
 pub struct Knobs {
-    /// Each `sync_data` sleeps this long (µs) ...
+    /// Each `sync_data` sleeps this long (µs), but the `POISONED` marker's: a poisoning
+    /// writer thread writes that one while the sync thread may be syncing ...
     pub sync_us: AtomicU64,
     /// ... plus up to this much more, pseudo-random (µs).
     pub jitter_us: AtomicU64,
@@ -35,6 +36,12 @@ pub struct Knobs {
     pub panic_write: AtomicBool,
     /// Panics in the next `set_len` (a rotation's seal, among others).
     pub panic_set_len: AtomicBool,
+    /// Syncs in progress (in their sleep) now ...
+    pub syncing: AtomicUsize,
+    /// ... and those of them on the log's sync thread (named `ctxlog-sync`).
+    pub syncing_on_sync_thread: AtomicUsize,
+    /// Syncs begun so far.
+    pub syncs: AtomicUsize,
 }
 
 impl Knobs {
@@ -68,6 +75,8 @@ pub struct Tuned {
 struct TunedFile {
     inner: Arc<dyn StorageFile>,
     knobs: Arc<Knobs>,
+    /// The `POISONED` marker: no sync delay.
+    marker: bool,
 }
 
 impl StorageFile for TunedFile {
@@ -84,9 +93,19 @@ impl StorageFile for TunedFile {
         self.inner.write_all_at(buf, pos)
     }
     fn sync_data(&self) -> std::io::Result<()> {
+        self.knobs.syncs.fetch_add(1, Ordering::AcqRel);
+        let on_sync_thread = std::thread::current().name() == Some("ctxlog-sync");
+        let counters = [&self.knobs.syncing, &self.knobs.syncing_on_sync_thread];
+        let counters = &counters[..1 + usize::from(on_sync_thread)];
+        for c in counters {
+            c.fetch_add(1, Ordering::AcqRel);
+        }
         let d = self.knobs.sync_delay();
-        if !d.is_zero() {
+        if !d.is_zero() && !self.marker {
             std::thread::sleep(d);
+        }
+        for c in counters {
+            c.fetch_sub(1, Ordering::AcqRel);
         }
         if self.knobs.panic_sync.swap(false, Ordering::AcqRel) {
             panic!("storage sync panics");
@@ -119,6 +138,7 @@ impl Storage for Tuned {
         Ok(Arc::new(TunedFile {
             inner,
             knobs: Arc::clone(&self.knobs),
+            marker: path.file_name().is_some_and(|n| n == "POISONED"),
         }))
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
