@@ -15,7 +15,8 @@
 //! failing `fsync(-7001)` / `fsync(-7002)` calls, and the parent counts the sync calls of every
 //! thread between them. The child also reports its peak RSS (`VmHWM`) and, after a bulk load,
 //! the bytes allocated on disk. The durable cases run in slices interleaved with slices of the
-//! raw baseline (see `peers::RawBurst`). Results: printed, and written to `RESULTS.md`.
+//! raw baseline (see `peers::RawBurst`). Results: printed, and appended to `RESULTS.md` (the
+//! history of runs; a `--quick` run to `target/RESULTS-quick.md` instead).
 
 mod common;
 mod machine;
@@ -96,7 +97,12 @@ fn parse_options(args: &[String]) -> Options {
             .collect(),
         cases: CASES.iter().map(|c| c.to_string()).collect(),
         data: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/data"),
-        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
+        // A quick run is for trying things out: it never lands in the published history.
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join(if quick {
+            "target/RESULTS-quick.md"
+        } else {
+            "RESULTS.md"
+        }),
         strace: true,
     };
     let mut it = args.iter();
@@ -238,8 +244,27 @@ fn main() {
         started.elapsed(),
     );
     println!("{md}");
-    std::fs::write(&o.out, &md).expect("write the results");
-    eprintln!("written to {}", o.out.display());
+    append_run(&o.out, &md);
+    eprintln!("appended to {}", o.out.display());
+}
+
+/// Appends a run's report to `out` (created if missing), after a blank line if it has runs.
+fn append_run(out: &Path, md: &str) {
+    use std::io::Write;
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("create the results' folder");
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .unwrap_or_else(|e| panic!("open {}: {e}", out.display()));
+    let sep = if f.metadata().map_or(0, |m| m.len()) > 0 {
+        "\n"
+    } else {
+        ""
+    };
+    write!(f, "{sep}{md}").unwrap_or_else(|e| panic!("append to {}: {e}", out.display()));
 }
 
 fn strace_available() -> bool {
