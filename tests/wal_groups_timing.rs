@@ -2,6 +2,7 @@
 //! - slow syncs (so that the cohort deadline is the 300 µs cap) with a fast and a rare writer,
 //!   and a burst that ends: the remaining writer's latency stays bounded;
 //! - jittered syncs with many blocking and async appenders, with a watchdog on hangs;
+//! - the same for tokio tasks (the pipeline's task cohort);
 //! - a panic in the leader's sync or write while other appenders (and a claimant) wait;
 //! - close while claimants wait for their cohort.
 
@@ -105,6 +106,95 @@ fn a_burst_that_ends_leaves_the_last_writer_waiting_at_most_the_cohort_cap() {
                 "round {round}: after the burst, an append took {max:?} ({lat:?})"
             );
         }
+        Arc::into_inner(wal).expect("last").close();
+    });
+}
+
+/// Liveness of the pipeline's task cohort (`src/wal/group/cohort.rs`), as the two tests above
+/// for write groups: a fast task and a rare one (every 3 ms), then bursts of 16 closed-loop
+/// tasks that end, each followed by a new task's appends. A sync that waited for a task that
+/// is not coming back with no deadline would hang here.
+#[test]
+fn tasks_that_do_not_come_back_delay_the_others_by_at_most_the_cohort_cap() {
+    within(120, "fast, rare and bursting tasks", || {
+        let (wal, knobs, _mem) = open_tuned(8 << 20);
+        knobs.sync_us.store(1000, Ordering::Relaxed);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let stop = Arc::new(AtomicBool::new(false));
+        let rare = rt.spawn({
+            let (wal, stop) = (Arc::clone(&wal), Arc::clone(&stop));
+            async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    wal.append(b"rare".to_vec()).await.expect("rare");
+                    n += 1;
+                }
+                n
+            }
+        });
+        let (n, max) = rt
+            .block_on(rt.spawn({
+                let wal = Arc::clone(&wal);
+                async move {
+                    let (t0, mut n, mut max) = (Instant::now(), 0, Duration::ZERO);
+                    while t0.elapsed() < Duration::from_secs(2) {
+                        let t = Instant::now();
+                        wal.append(b"fast".to_vec()).await.expect("fast");
+                        (n, max) = (n + 1, max.max(t.elapsed()));
+                    }
+                    (n, max)
+                }
+            }))
+            .expect("fast task");
+        stop.store(true, Ordering::Release);
+        let rare_n = rt.block_on(rare).expect("rare task");
+        eprintln!("fast task: {n} appends, rare: {rare_n}; the longest took {max:?}");
+        assert!(n > 100, "the fast task made progress: {n} appends");
+        assert!(max < Duration::from_secs(1), "fast task stuck: {max:?}");
+        for round in 0..20 {
+            rt.block_on(async {
+                let burst: Vec<_> = (0..16)
+                    .map(|who| {
+                        let wal = Arc::clone(&wal);
+                        tokio::spawn(async move {
+                            // All end together: the last sync releases a cohort of
+                            // 16 that never comes back.
+                            for i in 0..20 {
+                                let p = format!("{round} {who} {i}").into_bytes();
+                                wal.append(p).await.expect("burst");
+                            }
+                        })
+                    })
+                    .collect();
+                for t in burst {
+                    t.await.expect("burst task");
+                }
+            });
+            let max = rt
+                .block_on(rt.spawn({
+                    let wal = Arc::clone(&wal);
+                    async move {
+                        let mut max = Duration::ZERO;
+                        for _ in 0..5 {
+                            let t = Instant::now();
+                            wal.append(b"after".to_vec()).await.expect("after");
+                            max = max.max(t.elapsed());
+                        }
+                        max
+                    }
+                }))
+                .expect("after task");
+            assert!(
+                max < Duration::from_secs(1),
+                "round {round}: after the burst, an append took {max:?}"
+            );
+        }
+        drop(rt);
         Arc::into_inner(wal).expect("last").close();
     });
 }

@@ -12,14 +12,14 @@
 //!   forms only while no batch of the pipeline below is in flight; while one is active, the
 //!   writer thread adds what it takes from the queue to the group's pending generation and
 //!   waits for it;
-//! - **alone** (the writer thread finds nothing else queued, nothing in the pipeline): the
-//!   writer syncs and acknowledges itself, so a lone async appender pays two thread hand-offs
-//!   per commit, not four;
+//! - **alone** (the writer thread finds nothing else queued, nothing in the pipeline, and no
+//!   cohort of tasks due back): the writer syncs and acknowledges itself, so a lone async
+//!   appender pays two thread hand-offs per commit, not four;
 //! - **under load** (async appenders): the batch goes to the sync thread, which takes every
-//!   batch that has arrived, issues one `fdatasync` for all of them and passes them to the ack
-//!   thread, then starts the next sync at once. The writer gathers and writes the next batch
-//!   while the current one syncs, and the ack thread wakes the appenders while the next sync
-//!   runs.
+//!   batch that has arrived, and those of the tasks the last sync released that come back
+//!   before a deadline (`cohort`), issues one `fdatasync` for all of them and passes them to
+//!   the ack thread. The writer gathers and writes the next batch while the current one
+//!   syncs, and the ack thread wakes the appenders while the next sync runs.
 //!
 //! In `Batched` and `Never` modes the writer acknowledges as soon as a batch is written; in
 //! `Batched` the sync thread syncs at most `max_delay` after the first unsynced write, and in
@@ -30,11 +30,13 @@
 //! leader's included, goes through the same checks (a failure poisons the log before anyone
 //! is answered, and every later request is refused).
 
+mod cohort;
 mod leader;
 
 use super::shared::{Shared, Visible};
 use super::writer::{LogWriter, Written};
 use super::{Durability, Reached, WalError};
+use cohort::Cohort;
 use leader::{Group, Words};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -70,6 +72,15 @@ struct Batch<A> {
     written: Option<Written>,
     acks: Vec<A>,
     error: Option<WalError>,
+    /// The tokio tasks whose requests it holds (see `cohort`).
+    tasks: Vec<tokio::task::Id>,
+}
+
+/// A request in the writer thread's queue, with the task that submitted it (`None`: not
+/// from a task), which tells a returning cohort (see `cohort`).
+struct Queued<R> {
+    request: R,
+    task: Option<tokio::task::Id>,
 }
 
 /// What the writer, sync and ack threads share.
@@ -79,6 +90,8 @@ struct Pipeline<C> {
     /// batch itself only when this is 0, which keeps acknowledgements in order.
     in_flight: AtomicUsize,
     shared: Arc<Shared>,
+    /// `Always`: the tasks the last sync released, which the next one waits for.
+    cohort: Mutex<Cohort>,
 }
 
 impl<C: Completer> Pipeline<C> {
@@ -87,6 +100,26 @@ impl<C: Completer> Pipeline<C> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .complete(acks, result);
+    }
+
+    fn cohort(&self) -> MutexGuard<'_, Cohort> {
+        self.cohort.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Syncs and completes batches on the calling thread, the tasks they release expected
+    /// back by the next sync.
+    fn sync_and_complete(&self, batches: Vec<Batch<C::Ack>>) {
+        let started = Instant::now();
+        let synced = sync_batches(&self.shared, &batches);
+        self.released(&batches, started);
+        complete_synced(self, batches, synced);
+    }
+
+    /// `batches`, synced since `started`, are about to be acknowledged: their tasks are the
+    /// next sync's cohort.
+    fn released(&self, batches: &[Batch<C::Ack>], started: Instant) {
+        let tasks = batches.iter().flat_map(|b| b.tasks.iter().copied());
+        self.cohort().released(tasks, started.elapsed());
     }
 }
 
@@ -106,8 +139,8 @@ impl<S: Stage> Core<S> {
         }
     }
 
-    /// Writes what `take` buffered with one write.
-    fn write(&mut self, acks: Vec<S::Ack>) -> Batch<S::Ack> {
+    /// Writes what `take` buffered with one write: the requests of `tasks`.
+    fn write(&mut self, acks: Vec<S::Ack>, tasks: Vec<tokio::task::Id>) -> Batch<S::Ack> {
         let (written, error) = match self.log.flush() {
             Ok(w) => (w, None),
             Err(e) => (None, Some(e)),
@@ -118,6 +151,7 @@ impl<S: Stage> Core<S> {
             written,
             acks,
             error,
+            tasks,
         }
     }
 }
@@ -165,7 +199,7 @@ where
 
 /// Handle to a running group-commit pipeline.
 pub struct GroupCommit<R: Send + 'static> {
-    tx: RwLock<Option<tokio::sync::mpsc::Sender<R>>>,
+    tx: RwLock<Option<tokio::sync::mpsc::Sender<Queued<R>>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// `Always` mode: commits blocking appenders' requests in write groups on their own
     /// threads. Dropped at close with the queue, so that the stage and completer go with the
@@ -207,6 +241,7 @@ impl<R: Send + 'static> GroupCommit<R> {
             completer: Mutex::new(completer),
             in_flight: AtomicUsize::new(0),
             shared: Arc::clone(&log.shared),
+            cohort: Mutex::default(),
         });
         // The sync, ack and writeback threads belong to the writer thread, which joins them
         // at close before it releases the log.
@@ -215,10 +250,8 @@ impl<R: Send + 'static> GroupCommit<R> {
             Durability::Always => {
                 let (sync_tx, sync_rx) = mpsc::channel::<Batch<S::Ack>>();
                 let (ack_tx, ack_rx) = mpsc::channel();
-                let shared = Arc::clone(&log.shared);
-                helpers.push(spawn("ctxlog-sync", move || {
-                    sync_loop(shared, sync_rx, ack_tx)
-                }));
+                let p = Arc::clone(&pipeline);
+                helpers.push(spawn("ctxlog-sync", move || sync_loop(&p, sync_rx, ack_tx)));
                 let p = Arc::clone(&pipeline);
                 helpers.push(spawn("ctxlog-ack", move || ack_loop(p, ack_rx)));
                 ToSync::Batches(sync_tx)
@@ -259,7 +292,7 @@ impl<R: Send + 'static> GroupCommit<R> {
         }
     }
 
-    fn sender(&self) -> Result<tokio::sync::mpsc::Sender<R>, WalError> {
+    fn sender(&self) -> Result<tokio::sync::mpsc::Sender<Queued<R>>, WalError> {
         let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
         tx.clone().ok_or(WalError::Closed)
     }
@@ -268,7 +301,8 @@ impl<R: Send + 'static> GroupCommit<R> {
     /// the request was either queued whole or not at all.
     pub async fn submit(&self, request: R) -> Result<(), WalError> {
         let tx = self.sender()?;
-        tx.send(request).await.map_err(|_| WalError::Closed)
+        let task = tokio::task::try_id();
+        (tx.send(Queued { request, task }).await).map_err(|_| WalError::Closed)
     }
 
     /// Queues a request from a thread that is not running async code. In `Always` mode, unless
@@ -286,7 +320,11 @@ impl<R: Send + 'static> GroupCommit<R> {
             None => request,
         };
         let tx = self.sender()?;
-        tx.blocking_send(request).map_err(|_| WalError::Closed)
+        let queued = Queued {
+            request,
+            task: None,
+        };
+        tx.blocking_send(queued).map_err(|_| WalError::Closed)
     }
 
     /// Stops taking requests, lets the threads finish everything queued (written, synced,
@@ -369,7 +407,7 @@ impl<A> Drop for Helpers<A> {
 
 fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     writer: Arc<Writer<S, C>>,
-    rx: tokio::sync::mpsc::Receiver<S::Request>,
+    rx: tokio::sync::mpsc::Receiver<Queued<S::Request>>,
     to_sync: ToSync<S::Ack>,
     threads: Vec<JoinHandle<()>>,
 ) {
@@ -399,7 +437,7 @@ fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
 /// batches, and hands each batch on to be synced and acknowledged.
 fn write_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     writer: &Writer<S, C>,
-    mut rx: tokio::sync::mpsc::Receiver<S::Request>,
+    mut rx: tokio::sync::mpsc::Receiver<Queued<S::Request>>,
     to_sync: &ToSync<S::Ack>,
 ) {
     let pipeline = &writer.pipeline;
@@ -415,12 +453,14 @@ fn write_loop<S: Stage, C: Completer<Ack = S::Ack>>(
         let before = if joins { group.enter(None) } else { 0 };
         let mut acks = Vec::new();
         let acks = if joins { group.pending() } else { &mut acks };
-        core.take(first, acks);
-        while core.log.buffered_bytes() < batch_bytes_max {
-            match rx.try_recv() {
-                Ok(request) => core.take(request, acks),
-                Err(_) => break,
-            }
+        let mut tasks = Vec::new();
+        let mut next = Some(first);
+        while let Some(q) = next {
+            tasks.extend(q.task);
+            core.take(q.request, acks);
+            next = (core.log.buffered_bytes() < batch_bytes_max)
+                .then(|| rx.try_recv().ok())
+                .flatten();
         }
         if joins {
             if let Some(gen) = group.joined(before) {
@@ -429,16 +469,25 @@ fn write_loop<S: Stage, C: Completer<Ack = S::Ack>>(
             continue;
         }
         let acks = std::mem::take(acks);
-        let batch = core.write(acks);
-        let alone = rx.is_empty() && pipeline.in_flight.load(Ordering::Acquire) == 0;
+        let batch = core.write(acks, tasks);
         let sent = match to_sync {
-            ToSync::Batches(tx) if !alone => {
-                pipeline.in_flight.fetch_add(1, Ordering::AcqRel);
-                tx.send(batch).is_ok()
-            }
-            ToSync::Batches(_) => {
-                sync_and_complete(pipeline, vec![batch]);
-                true
+            ToSync::Batches(tx) => {
+                // Alone: nothing else queued, nothing in the pipeline, and no cohort of tasks
+                // due back (see `cohort`): the writer syncs and acknowledges itself.
+                let now = Instant::now();
+                let mut cohort = pipeline.cohort();
+                cohort.arrived(&batch.tasks, now);
+                let alone = rx.is_empty()
+                    && pipeline.in_flight.load(Ordering::Acquire) == 0
+                    && !cohort.due(now);
+                drop(cohort);
+                if alone {
+                    pipeline.sync_and_complete(vec![batch]);
+                    true
+                } else {
+                    pipeline.in_flight.fetch_add(1, Ordering::AcqRel);
+                    tx.send(batch).is_ok()
+                }
             }
             ToSync::Written { tx, every } => {
                 let due = (batch.written.as_ref())
@@ -493,11 +542,6 @@ fn complete_synced<C: Completer>(
     }
 }
 
-fn sync_and_complete<C: Completer>(pipeline: &Pipeline<C>, batches: Vec<Batch<C::Ack>>) {
-    let synced = sync_batches(&pipeline.shared, &batches);
-    complete_synced(pipeline, batches, synced);
-}
-
 /// `Batched` and `Never`: acknowledge as written.
 fn complete_written<C: Completer>(pipeline: &Pipeline<C>, batch: Batch<C::Ack>) {
     if let Some(w) = &batch.written {
@@ -512,16 +556,32 @@ fn complete_written<C: Completer>(pipeline: &Pipeline<C>, batch: Batch<C::Ack>) 
 
 type Synced<A> = (Vec<Batch<A>>, Result<Option<Written>, WalError>);
 
-/// `Always`: takes every batch that has arrived, syncs once, hands them to the ack thread.
-fn sync_loop<A: Send>(
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Batch<A>>,
-    acks: mpsc::Sender<Synced<A>>,
+/// `Always`: takes every batch that has arrived and, while a cohort of tasks is due back (see
+/// `cohort`), those that arrive until it is; syncs once, hands them to the ack thread.
+fn sync_loop<C: Completer>(
+    pipeline: &Pipeline<C>,
+    rx: mpsc::Receiver<Batch<C::Ack>>,
+    acks: mpsc::Sender<Synced<C::Ack>>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         batches.extend(rx.try_iter());
-        let synced = sync_batches(&shared, &batches);
+        loop {
+            let now = Instant::now();
+            let Some(until) = pipeline.cohort().waiting(now) else {
+                break;
+            };
+            match rx.recv_timeout(until.saturating_duration_since(now)) {
+                Ok(batch) => {
+                    batches.push(batch);
+                    batches.extend(rx.try_iter());
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let synced = sync_batches(&pipeline.shared, &batches);
+        pipeline.released(&batches, started);
         if acks.send((batches, synced)).is_err() {
             break;
         }

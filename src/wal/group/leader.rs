@@ -49,7 +49,10 @@
 //! syncs and completes, and acknowledgements stay in offset order. A failed sync poisons the
 //! log through the same call as the sync thread's, before anyone is answered.
 
-use super::{sync_and_complete, Completer, Log, Stage, Writer};
+use super::cohort::cohort_wait;
+#[cfg(doc)]
+use super::cohort::{COHORT_WAIT_MAX, COHORT_WAIT_PERCENT};
+use super::{Completer, Log, Stage, Writer};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
@@ -69,15 +72,6 @@ const WAITERS: u32 = 1 << 30;
 
 /// The bits of a generation word that hold a generation (its low 30 bits).
 const GEN_BITS: u32 = WAITERS - 1;
-
-/// How long a generation waits for the appenders the previous one released, after that one
-/// was done, in percent of its sync: long enough for closed-loop appenders to come back (they
-/// take about one sync with 16 or 64 writers on the bench machine), short enough to bound what
-/// a generation pays when they do not.
-const COHORT_WAIT_PERCENT: u32 = 200;
-
-/// The longest a generation waits for its cohort.
-const COHORT_WAIT_MAX: Duration = Duration::from_micros(300);
 
 /// The group's state, under the log's mutex.
 pub(super) struct Group<A> {
@@ -341,7 +335,7 @@ impl<S: Stage, C> Writer<S, C> {
         let group = &mut log.group;
         group.done = gen;
         group.leading = false;
-        let wait = took.map(|t| (t * COHORT_WAIT_PERCENT / 100).min(COHORT_WAIT_MAX));
+        let wait = took.map(cohort_wait);
         group.expect_cohort(released, wait);
         // Whoever put requests in the pending generation is counted before it prepares them,
         // and claims it or waits for it (a claimant that panicked handed the lead on).
@@ -477,11 +471,11 @@ where
         let core = core
             .as_mut()
             .expect("the log closes only once its write group is done");
-        let batch = core.write(acks);
+        let batch = core.write(acks, Vec::new());
         drop(log);
 
         let started = Instant::now();
-        sync_and_complete(&self.pipeline, vec![batch]);
+        self.pipeline.sync_and_complete(vec![batch]);
         let took = started.elapsed();
         std::mem::forget(leading);
         self.finish(self.lock(), gen, released, Some(took));
