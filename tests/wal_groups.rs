@@ -18,6 +18,7 @@ use ctxlog::wal::{open_log, Appended, Durability, GroupCommit, Reached, Wal, Wal
 use ctxlog::Offset;
 use group_support::{
     async_append, blocking_append, within, Knobs, RecCompleter, RecStage, Req, Tuned,
+    PANIC_IN_PREPARE,
 };
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -369,6 +370,40 @@ fn a_panic_on_the_writer_thread_leaves_no_sync_running_after_close() {
     for o in outcomes.iter().flatten() {
         assert!(recs.contains_key(o), "ack {o} survives a power loss");
     }
+}
+
+/// A panic on the writer thread that is not the storage's (a bug in a `Stage`): as it unwinds,
+/// the writer thread takes the log as close does, so blocking appenders, which commit on their
+/// own threads, are refused as the async ones are, instead of appending on without it; close
+/// returns and the store's lock is released.
+#[test]
+fn a_panic_in_the_writer_threads_stage_closes_the_log_to_every_appender() {
+    let mem = MemStorage::new();
+    let (gc, _) = start(&mem);
+    let gc = Arc::new(gc);
+    blocking_append(&gc, b"before".to_vec()).expect("a blocking append");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let panicked = rt.block_on(async_append(&gc, PANIC_IN_PREPARE.to_vec()));
+    assert!(panicked.is_err(), "{panicked:?}");
+    let g = Arc::clone(&gc);
+    let appended = within(10, "a blocking append refused", move || {
+        let mut appended = 0;
+        while blocking_append(&g, b"after".to_vec()).is_ok() {
+            appended += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        appended
+    });
+    let g = Arc::clone(&gc);
+    within(30, "close after the stage's panic", move || g.close());
+    let recs = after_power_loss(&mem);
+    assert_eq!(
+        recs.len(),
+        1 + appended,
+        "what was acknowledged, and nothing else"
+    );
 }
 
 /// After a storage panic: the log refuses appends (what reached the files is unknown), left

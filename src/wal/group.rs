@@ -118,8 +118,14 @@ impl<C: Completer> Pipeline<C> {
     /// `batches`, synced since `started`, are about to be acknowledged: their tasks are the
     /// next sync's cohort.
     fn released(&self, batches: &[Batch<C::Ack>], started: Instant) {
-        let tasks = batches.iter().flat_map(|b| b.tasks.iter().copied());
-        self.cohort().released(tasks, started.elapsed());
+        let tasks: Vec<_> = batches
+            .iter()
+            .flat_map(|b| b.tasks.iter().copied())
+            .collect();
+        if !tasks.is_empty() {
+            let now = Instant::now();
+            self.cohort().released(&tasks, now - started, now);
+        }
     }
 }
 
@@ -200,6 +206,8 @@ where
 /// Handle to a running group-commit pipeline.
 pub struct GroupCommit<R: Send + 'static> {
     tx: RwLock<Option<tokio::sync::mpsc::Sender<Queued<R>>>>,
+    /// Why the writer thread stopped taking requests, if the log is poisoned.
+    shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// `Always` mode: commits blocking appenders' requests in write groups on their own
     /// threads. Dropped at close with the queue, so that the stage and completer go with the
@@ -236,6 +244,7 @@ impl<R: Send + 'static> GroupCommit<R> {
         C: Completer<Ack = S::Ack>,
     {
         let (tx, rx) = tokio::sync::mpsc::channel(log.config.queue_depth);
+        let pipeline_shared = Arc::clone(&log.shared);
         let durability = log.config.durability;
         let pipeline = Arc::new(Pipeline {
             completer: Mutex::new(completer),
@@ -287,6 +296,7 @@ impl<R: Send + 'static> GroupCommit<R> {
         })];
         GroupCommit {
             tx: RwLock::new(Some(tx)),
+            shared: Arc::clone(&pipeline_shared),
             threads: Mutex::new(threads),
             leader: RwLock::new(leader),
         }
@@ -302,7 +312,7 @@ impl<R: Send + 'static> GroupCommit<R> {
     pub async fn submit(&self, request: R) -> Result<(), WalError> {
         let tx = self.sender()?;
         let task = tokio::task::try_id();
-        (tx.send(Queued { request, task }).await).map_err(|_| WalError::Closed)
+        (tx.send(Queued { request, task }).await).map_err(|_| self.stopped())
     }
 
     /// Queues a request from a thread that is not running async code. In `Always` mode, unless
@@ -324,7 +334,14 @@ impl<R: Send + 'static> GroupCommit<R> {
             request,
             task: None,
         };
-        tx.blocking_send(queued).map_err(|_| WalError::Closed)
+        tx.blocking_send(queued).map_err(|_| self.stopped())
+    }
+
+    /// What a request gets once the writer thread has stopped: the poison if the log is
+    /// poisoned (a failed or panicking storage: the writer thread may have taken the log as it
+    /// unwound), else `Closed`.
+    fn stopped(&self) -> WalError {
+        self.shared.check_poison().err().unwrap_or(WalError::Closed)
     }
 
     /// Stops taking requests, lets the threads finish everything queued (written, synced,
@@ -405,12 +422,34 @@ impl<A> Drop for Helpers<A> {
     }
 }
 
+/// Armed for the writer thread's life: if it unwinds (a bug in a `Stage` or `Completer`, a
+/// panicking `Storage`), then, after its helpers are joined (`Helpers`, dropped first), the
+/// write group is drained and the log taken as at close, so that no appender can append
+/// through the write-group path once `close` returned, and the store's lock goes with it.
+struct TakeLogOnUnwind<'a, S: Stage, C: Completer<Ack = S::Ack>>(&'a Writer<S, C>);
+
+impl<S: Stage, C: Completer<Ack = S::Ack>> Drop for TakeLogOnUnwind<'_, S, C> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Caught: a second panic while unwinding (the storage again) would abort.
+            let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                drop(self.0.drain_group().core.take());
+            }));
+            if drained.is_err() {
+                tracing::error!("draining the write group after a writer thread panic panicked");
+            }
+        }
+    }
+}
+
 fn writer_loop<S: Stage, C: Completer<Ack = S::Ack>>(
     writer: Arc<Writer<S, C>>,
     rx: tokio::sync::mpsc::Receiver<Queued<S::Request>>,
     to_sync: ToSync<S::Ack>,
     threads: Vec<JoinHandle<()>>,
 ) {
+    // Declared first, dropped last: after the helpers are joined.
+    let _take_log = TakeLogOnUnwind(&writer);
     let mut helpers = Helpers {
         to_sync: Some(to_sync),
         threads,
@@ -453,11 +492,17 @@ fn write_loop<S: Stage, C: Completer<Ack = S::Ack>>(
         let before = if joins { group.enter(None) } else { 0 };
         let mut acks = Vec::new();
         let acks = if joins { group.pending() } else { &mut acks };
+        // The tasks of the requests written, for the cohort (`Always`; a request refused at
+        // once is answered already, and a group's generation has no cohort of tasks).
+        let track = !joins && matches!(to_sync, ToSync::Batches(_));
         let mut tasks = Vec::new();
         let mut next = Some(first);
         while let Some(q) = next {
-            tasks.extend(q.task);
+            let before = acks.len();
             core.take(q.request, acks);
+            if track && acks.len() > before {
+                tasks.extend(q.task);
+            }
             next = (core.log.buffered_bytes() < batch_bytes_max)
                 .then(|| rx.try_recv().ok())
                 .flatten();

@@ -183,14 +183,21 @@ pub struct Req {
     pub reply: Reply,
 }
 
-/// Appends each request's payload as one record.
+/// Appends each request's payload as one record, and panics on [`PANIC_IN_PREPARE`] (a bug
+/// in a `Stage`).
 pub struct RecStage;
+
+/// The payload [`RecStage`] panics on.
+pub const PANIC_IN_PREPARE: &[u8] = b"the stage panics on this payload";
 
 impl Stage for RecStage {
     type Request = Req;
     type Ack = (u64, Vec<u8>, Reply);
 
     fn prepare(&mut self, r: Req, log: &mut LogWriter) -> Option<Self::Ack> {
+        if r.payload == PANIC_IN_PREPARE {
+            panic!("the stage panics");
+        }
         match log.append(&r.payload) {
             Ok(o) => Some((o.0, r.payload, r.reply)),
             Err(e) => {
