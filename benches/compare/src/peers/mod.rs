@@ -69,7 +69,7 @@ pub const SYSTEMS: &[Info] = &[
     Info {
         name: "ctxlog-async",
         durable: true,
-        durable_call: "Wal::append().await, Durability::Always, from 16 or 64 tokio tasks (not threads) on a multi-thread runtime with one worker per CPU (1 writer: block_on on the harness's thread): the writer thread writes each batch, 1 fdatasync, acknowledgements wake tasks, not threads. Not the issue's workload (threads); shown for what the design does without a parked thread per commit",
+        durable_call: "Wal::append().await, Durability::Always, from 16 or 64 tokio tasks (not threads) on a multi-thread runtime with one worker per CPU (1 writer: block_on on the harness's thread): the writer thread writes each batch; 1 fdatasync, after waiting (at most 2x the last sync, 300 us) for the tasks the last sync released; acknowledgements wake tasks, not threads. Not the issue's workload (threads); shown for what the design does without a parked thread per commit",
         runs_durable: true,
         runs_bulk: false,
         default: true,
