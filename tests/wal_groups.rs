@@ -17,7 +17,7 @@ use ctxlog::storage::{CrashMode, FaultKind, FaultOp, MemStorage};
 use ctxlog::wal::{open_log, Appended, Durability, GroupCommit, Reached, Wal, WalConfig, WalError};
 use ctxlog::Offset;
 use group_support::{
-    async_append, blocking_append, within, Knobs, RecCompleter, RecStage, Req, Tuned,
+    async_append, blocking_append, runtime, within, Knobs, RecCompleter, RecStage, Req, Tuned,
     PANIC_IN_PREPARE,
 };
 use std::collections::BTreeMap;
@@ -141,10 +141,7 @@ fn blocking_and_async_appenders_share_the_log() {
     const EACH: usize = 60;
     let mem = MemStorage::new();
     let wal = Arc::new(open(&mem));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let acked: Vec<Vec<(usize, Appended)>> = std::thread::scope(|s| {
         let blocking: Vec<_> = (0..BLOCKING)
             .map(|who| {
@@ -293,11 +290,7 @@ fn a_panic_on_the_writer_thread_leaves_no_sync_running_after_close() {
     };
     let gc = Arc::new(GroupCommit::start(writer, RecStage, completer));
     knobs.sync_us.store(200_000, Ordering::Release);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     // Appends arrive one per millisecond, not waiting for each other's acks, so that the
     // writer thread always has the next one to write while the sync thread syncs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -607,11 +600,7 @@ fn close_while_appending(iter: usize) {
         let mem = MemStorage::new();
         let (gc, ooo) = start(&mem);
         let gc = Arc::new(gc);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let oks: Arc<Mutex<Acked>> = Arc::default();
         let mut handles = Vec::new();
         for who in 0..32 {

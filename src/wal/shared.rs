@@ -133,7 +133,17 @@ impl Shared {
     /// have dropped dirty pages that reads still return, so the next open must write the
     /// active segment's records again before it trusts them (see recovery).
     pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
-        if self.mark_poisoned(op, kind) {
+        let first = {
+            let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
+            let first = p.is_none();
+            if first {
+                tracing::error!(op, ?kind, "write-ahead log poisoned");
+                *p = Some((op, kind));
+            }
+            first
+        };
+        self.poisoned.store(true, Ordering::Release);
+        if first {
             self.leave_poison_marker(op, kind);
         }
     }
@@ -152,38 +162,20 @@ impl Shared {
         }
     }
 
-    /// [`Shared::poison`] from a thread that is unwinding: a storage that panics again while
-    /// the marker is written is caught here (a panic escaping a `Drop` mid-unwind would abort
-    /// the process); the log is poisoned either way.
+    /// [`Shared::poison`] from a thread that is unwinding. The flag is raised before the
+    /// marker is written, so a storage that panics again in the marker's write leaves the log
+    /// poisoned all the same; that panic is caught here (one escaping a `Drop` mid-unwind
+    /// would abort the process).
     pub fn poison_unwinding(&self, op: &'static str) {
-        let kind = io::ErrorKind::Other;
-        if !self.mark_poisoned(op, kind) {
-            return;
-        }
-        let marker = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.leave_poison_marker(op, kind)
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.poison(op, io::ErrorKind::Other)
         }));
-        if marker.is_err() {
+        if poisoned.is_err() {
             tracing::error!(
                 op,
                 "the storage panicked again while leaving the poison marker"
             );
         }
-    }
-
-    /// Records the first cause and raises the flag. Returns whether this was the first.
-    fn mark_poisoned(&self, op: &'static str, kind: io::ErrorKind) -> bool {
-        let first = {
-            let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
-            let first = p.is_none();
-            if first {
-                tracing::error!(op, ?kind, "write-ahead log poisoned");
-                *p = Some((op, kind));
-            }
-            first
-        };
-        self.poisoned.store(true, Ordering::Release);
-        first
     }
 
     fn leave_poison_marker(&self, op: &'static str, kind: io::ErrorKind) {

@@ -63,8 +63,8 @@ impl Knobs {
     }
 }
 
-/// `MemStorage` whose files sleep in each sync, and panic in a write, a sync or a `set_len` when told (a
-/// buggy `Storage`: the trait is public).
+/// `MemStorage` whose files sleep in each sync, and panic in a write, a sync or a `set_len`
+/// when told (a buggy `Storage`: the trait is public).
 #[derive(Debug)]
 pub struct Tuned {
     pub inner: MemStorage,
@@ -93,20 +93,21 @@ impl StorageFile for TunedFile {
         self.inner.write_all_at(buf, pos)
     }
     fn sync_data(&self) -> std::io::Result<()> {
-        self.knobs.syncs.fetch_add(1, Ordering::AcqRel);
+        let k = &self.knobs;
         let on_sync_thread = std::thread::current().name() == Some("ctxlog-sync");
-        let counters = [&self.knobs.syncing, &self.knobs.syncing_on_sync_thread];
-        let counters = &counters[..1 + usize::from(on_sync_thread)];
-        for c in counters {
-            c.fetch_add(1, Ordering::AcqRel);
+        k.syncs.fetch_add(1, Ordering::AcqRel);
+        k.syncing.fetch_add(1, Ordering::AcqRel);
+        if on_sync_thread {
+            k.syncing_on_sync_thread.fetch_add(1, Ordering::AcqRel);
         }
-        let d = self.knobs.sync_delay();
+        let d = k.sync_delay();
         if !d.is_zero() && !self.marker {
             std::thread::sleep(d);
         }
-        for c in counters {
-            c.fetch_sub(1, Ordering::AcqRel);
+        if on_sync_thread {
+            k.syncing_on_sync_thread.fetch_sub(1, Ordering::AcqRel);
         }
+        k.syncing.fetch_sub(1, Ordering::AcqRel);
         if self.knobs.panic_sync.swap(false, Ordering::AcqRel) {
             panic!("storage sync panics");
         }
@@ -157,6 +158,15 @@ impl Storage for Tuned {
         self.inner.lock_holder(path)
     }
 }
+/// The tests' runtime for async appenders: two workers, as on the bench machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Runs `f` on a thread and waits at most `secs` for it: a hang fails the test instead of
 /// stalling the run.
 pub fn within<T: Send + 'static>(

@@ -50,12 +50,10 @@ pub(super) fn cohort_wait(took: Duration) -> Duration {
 pub(super) struct Cohort {
     /// Requests of each task written and not yet released (no entry: none).
     written: HashMap<Id, u32>,
-    /// Tasks the last sync released that have not come back yet.
+    /// Tasks the last sync released that have not come back before `deadline` (yet).
     away: HashSet<Id>,
-    /// How many tasks the last sync released ...
+    /// How many tasks the last sync released: those no longer `away` came back in time.
     released: usize,
-    /// ... and how many of them came back before `deadline`.
-    returned: usize,
     /// The share of released tasks that came back in time, last measured (see `leader`'s
     /// `Group::back`): about 1 for closed-loop tasks, near 0 for tasks that do other work
     /// between appends, which then cost no wait.
@@ -72,7 +70,6 @@ impl Default for Cohort {
             written: HashMap::new(),
             away: HashSet::new(),
             released: 0,
-            returned: 0,
             back: 1.0,
             want: 0,
             deadline: None,
@@ -90,7 +87,7 @@ impl Cohort {
             return;
         }
         if self.released > 0 {
-            self.back = (self.returned as f64 / self.released as f64).min(1.0);
+            self.back = self.returned() as f64 / self.released as f64;
         }
         self.away.clear();
         for id in tasks {
@@ -105,7 +102,6 @@ impl Cohort {
             }
         }
         self.released = self.away.len();
-        self.returned = 0;
         self.want = (self.released as f64 * self.back).round() as usize;
         self.deadline = Some(now + cohort_wait(took));
     }
@@ -117,15 +113,20 @@ impl Cohort {
         for id in tasks {
             *self.written.entry(*id).or_default() += 1;
             if in_time {
-                self.returned += usize::from(self.away.remove(id));
+                self.away.remove(id);
             }
         }
+    }
+
+    /// Tasks of the last cohort that came back before the deadline.
+    fn returned(&self) -> usize {
+        self.released - self.away.len()
     }
 
     /// Until when the next sync still waits for returners (`None`: go).
     pub(super) fn waiting(&self, now: Instant) -> Option<Instant> {
         self.deadline
-            .filter(|&d| self.returned < self.want && now < d)
+            .filter(|&d| self.returned() < self.want && now < d)
     }
 
     /// Whether a cohort of two or more is due back: the writer thread then hands its batch to
@@ -197,7 +198,7 @@ mod tests {
         let late = us(t0, 201);
         assert!(c.waiting(late).is_none() && !c.due(late));
         c.arrived(&t, late);
-        assert_eq!(c.returned, 0, "late returners are not counted");
+        assert_eq!(c.returned(), 0, "late returners are not counted");
         assert_eq!(cohort_wait(Duration::from_millis(5)), COHORT_WAIT_MAX);
     }
 
